@@ -1,0 +1,24 @@
+{
+  "targets": [
+    {
+      "target_name": "easyroutine",
+      "sources": [
+        "<!@(node -e \"console.log(require('fs').readdirSync('cpp').filter(f=>f.endsWith('.cc')).map(f=>'cpp/'+f).join(' '))\")"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "<!@(node scripts/libtorch.js --gyp include_dirs)"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "<!@(node scripts/libtorch.js --gyp defines)"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-fvisibility=hidden"],
+      "libraries": ["<!@(node scripts/libtorch.js --gyp libraries)"]
+    }
+  ]
+}

@@ -1,0 +1,42 @@
+#include "errors.h"
+
+#include <sstream>
+
+#include "addon_state.h"
+
+namespace easyroutine {
+
+Napi::Error MakeError(Napi::Env env, ErrorKind kind, const std::string& message, const std::string& detail) {
+  Napi::Error error;
+  AddonState* state = AddonState::Find(env);
+  const Napi::FunctionReference* cls = state ? &state->errorClasses[static_cast<size_t>(kind)] : nullptr;
+  if (cls && !cls->IsEmpty()) {
+    Napi::Value instance = cls->New({Napi::String::New(env, message)});
+    error = Napi::Error(env, instance);
+  } else {
+    error = Napi::Error::New(env, message);
+  }
+  if (!detail.empty() && detail != message) error.Set("detail", Napi::String::New(env, detail));
+  return error;
+}
+
+std::string RootCause(const std::string& message) {
+  std::istringstream lines(message);
+  std::string line, first, innermost;
+  while (std::getline(lines, line)) {
+    if (first.empty() && !line.empty()) first = line;
+    // TorchScript tracebacks end with the original exception as "RuntimeError: ...", "ValueError: ...".
+    auto colon = line.find("Error: ");
+    if (colon != std::string::npos && colon > 0 && line.find(' ') > colon) innermost = line;
+  }
+  std::string picked = innermost.empty() ? first : innermost;
+  // Strip c10's "Exception raised from ..." suffix when the message carries one.
+  auto raised = picked.find("Exception raised from");
+  if (raised != std::string::npos) picked = picked.substr(0, raised);
+  while (!picked.empty() && (picked.back() == ' ' || picked.back() == '\n')) picked.pop_back();
+  return picked;
+}
+
+std::string RootCause(const c10::Error& error) { return RootCause(error.what_without_backtrace()); }
+
+}  // namespace easyroutine

@@ -1,0 +1,36 @@
+// One dedicated thread per model for async forwards: long forwards (and, later, forwards waiting on
+// JS hooks) never occupy libuv's small pool that fs, dns and crypto depend on.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace easyroutine {
+
+class InferenceThread {
+ public:
+  InferenceThread();
+  ~InferenceThread();  // Stop() + Join()
+  InferenceThread(const InferenceThread&) = delete;
+  InferenceThread& operator=(const InferenceThread&) = delete;
+
+  // Queues `job`. A job gets `true` when it must only clean up (the thread is stopping).
+  void Post(std::function<void(bool stopping)> job);
+  // Queued jobs still run, each told it is stopping; no new job is accepted.
+  void Stop();
+  void Join();
+
+ private:
+  void Run();
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void(bool)>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace easyroutine

@@ -1,0 +1,12 @@
+// libtorch's intra-op thread count. With the OpenMP backend the count is per calling thread, so the
+// count the user asked for is remembered here and applied on every thread that runs a forward.
+// This mirrors libtorch's own process-wide setting; it holds no JS state.
+#pragma once
+
+namespace easyroutine {
+
+void SetIntraOpThreads(int count);  // applies on the calling thread and remembers it for the others
+int IntraOpThreads();
+void ApplyIntraOpThreads();  // on a forward's thread, before it runs
+
+}  // namespace easyroutine

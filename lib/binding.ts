@@ -1,0 +1,108 @@
+/**
+ * Loads the native addon and declares its shape. Everything else in lib/ talks to libtorch through
+ * this module only.
+ * @internal
+ * @module
+ */
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { errorClasses } from './errors';
+
+/** A TypedArray that can hold tensor data. */
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array;
+
+/** One item of an index expression, as the addon takes it. */
+export type NativeIndexItem = number | boolean | null | '...' | { start?: number; stop?: number; step?: number } | NativeTensor;
+
+export interface NativeTensor {
+  shape(): number[];
+  strides(): number[];
+  dtype(): string;
+  device(): string;
+  numel(): number;
+  isContiguous(): boolean;
+  requiresGrad(): boolean;
+  data(): [TensorData, boolean];
+  copyData(): TensorData;
+  write(values: TensorData): void;
+  toFloat32Array(): Float32Array;
+  to(device: string | null, dtype: string | null): NativeTensor;
+  contiguous(): NativeTensor;
+  clone(): NativeTensor;
+  reshape(shape: number[]): NativeTensor;
+  view(shape: number[]): NativeTensor;
+  index(items: NativeIndexItem[]): NativeTensor;
+  item(): number | boolean | bigint;
+  toArray(): unknown;
+  sameStorage(other: NativeTensor): boolean;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeModuleInfo {
+  path: string;
+  type: string;
+  parameters: { name: string; shape: number[] }[];
+  buffers: { name: string; shape: number[] }[];
+}
+
+export interface NativeAbortToken {
+  abort(): void;
+  aborted(): boolean;
+}
+
+export interface NativeModel {
+  modules(): NativeModuleInfo[];
+  parameters(): [string, NativeTensor][];
+  signature(): string;
+  forward(args: unknown[], options: { grad?: boolean }): unknown;
+  forwardAsync(args: unknown[], options: { grad?: boolean }, token: NativeAbortToken | null): Promise<unknown>;
+  setTraining(training: boolean): void;
+  isTraining(): boolean;
+  device(): string;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeRuntimeInfo {
+  libtorchVersion: string;
+  cudaBuild: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  externalBuffers: boolean;
+}
+
+export interface NativeBinding {
+  NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  NativeModel: abstract new (...args: never[]) => NativeModel;
+  AbortToken: new () => NativeAbortToken;
+  setErrorClasses(classes: typeof errorClasses): void;
+  fromTypedArray(data: TensorData | Uint8ClampedArray, shape: number[], dtype: string | null, share: boolean): NativeTensor;
+  loadModel(path: string, device: string, training: boolean): NativeModel;
+  setNumThreads(count: number): void;
+  getNumThreads(): number;
+  runtimeInfo(): NativeRuntimeInfo;
+  memoryStats(): { externalBytes: number; storages: number };
+}
+
+function load(): NativeBinding {
+  const requireNative = createRequire(__filename);
+  // EASYROUTINE_ADDON selects a specific build (e.g. the copy-only variant tested in CI).
+  const explicit = process.env.EASYROUTINE_ADDON;
+  const binding: NativeBinding = explicit
+    ? requireNative(path.resolve(explicit))
+    : requireNative('node-gyp-build')(path.join(__dirname, '..'));
+  binding.setErrorClasses(errorClasses);
+  return binding;
+}
+
+/** The addon, loaded once per environment (main thread or worker). */
+export const native: NativeBinding = load();

@@ -1,0 +1,47 @@
+/**
+ * easyroutine: mechanistic-interpretability hooks for TorchScript models from Node.js.
+ *
+ * ```ts
+ * import { loadModel, tensor } from 'easyroutine';
+ * using model = loadModel('model.pt');
+ * const logits = model.forward(tensor([[1, 2, 3]], { dtype: 'int64' }));
+ * ```
+ * @module
+ */
+export {
+  Tensor,
+  tensor,
+  fromTypedArray,
+  DTYPES,
+  type DType,
+  type Device,
+  type IndexItem,
+  type Slice,
+  type NestedArray,
+  type TensorData,
+  type TensorOptions,
+} from './tensor';
+export {
+  Model,
+  loadModel,
+  type LoadOptions,
+  type ForwardOptions,
+  type AsyncForwardOptions,
+  type ModelInput,
+  type ModelOutput,
+  type ModuleInfo,
+} from './model';
+export { runtimeInfo, setNumThreads, getNumThreads, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
+export {
+  EasyroutineError,
+  InvalidArgumentError,
+  DTypeError,
+  ShapeError,
+  TensorIndexError,
+  DeviceError,
+  DisposedError,
+  ModelLoadError,
+  ForwardError,
+  TorchError,
+  AbortError,
+} from './errors';

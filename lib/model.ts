@@ -1,0 +1,179 @@
+/**
+ * TorchScript models: load, inspect, run on the calling thread or on the model's own inference thread.
+ * @module
+ */
+import { native, type NativeModel } from './binding';
+import { AbortError, InvalidArgumentError } from './errors';
+import { Tensor, type Device } from './tensor';
+
+/** A value a model's forward accepts: tensors, numbers, strings, booleans, null, and arrays/objects of them. */
+export type ModelInput = Tensor | number | bigint | boolean | string | null | undefined | ModelInput[] | { [key: string]: ModelInput };
+
+/** A value a model's forward returns: tensors (as handles), tuples/lists as arrays, string-keyed dicts as objects, other dicts as Maps. */
+export type ModelOutput = Tensor | number | bigint | boolean | string | null | ModelOutput[] | { [key: string]: ModelOutput } | Map<ModelOutput, ModelOutput>;
+
+/** A module of the model's tree. */
+export interface ModuleInfo {
+  /** Full dotted path from the root, e.g. `transformer.h.0.attn`; the root is `''`. */
+  path: string;
+  /** The module's class, e.g. `model.Attention` (`__torch__.` and tracing's mangling removed). */
+  type: string;
+  /** Parameters held directly by this module. */
+  parameters: { name: string; shape: number[] }[];
+  /** Buffers held directly by this module (masks, running statistics...). */
+  buffers: { name: string; shape: number[] }[];
+}
+
+/** Options of {@link loadModel}. */
+export interface LoadOptions {
+  /** Where to load the weights (default `'cpu'`). A traced model also baked its trace device into its graph. */
+  device?: Device;
+  /** Load in training mode (default false: eval mode, dropout off). */
+  training?: boolean;
+}
+
+/** Options of a forward call. */
+export interface ForwardOptions {
+  /** Record the autograd graph (default false: outputs do not require grad). */
+  grad?: boolean;
+}
+
+/** Options of {@link Model.forwardAsync}. */
+export interface AsyncForwardOptions extends ForwardOptions {
+  /** Cancels the forward if it has not started yet; the promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+function toNative(value: ModelInput): unknown {
+  if (value instanceof Tensor) return value.native;
+  if (Array.isArray(value)) return value.map(toNative);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = toNative(v);
+    return out;
+  }
+  return value;
+}
+
+/** @internal Wraps native tensor handles found anywhere in a model output. */
+export function fromNative(value: unknown): ModelOutput {
+  if (value instanceof native.NativeTensor) return new Tensor(value as never);
+  if (Array.isArray(value)) return value.map(fromNative);
+  if (value instanceof Map) {
+    const out = new Map<ModelOutput, ModelOutput>();
+    for (const [k, v] of value) out.set(fromNative(k), fromNative(v));
+    return out;
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, ModelOutput> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = fromNative(v);
+    return out;
+  }
+  return value as ModelOutput;
+}
+
+const registry = new FinalizationRegistry<NativeModel>((handle) => handle.dispose());
+
+/** A loaded TorchScript model. Create with {@link loadModel}. */
+export class Model implements Disposable {
+  readonly #handle: NativeModel;
+  /** The file the model was loaded from. */
+  readonly path: string;
+
+  /** @internal */
+  constructor(handle: NativeModel, path: string) {
+    this.#handle = handle;
+    this.path = path;
+    registry.register(this, handle, this);
+  }
+
+  /** The device the weights were loaded on. */
+  get device(): string {
+    return this.#handle.device();
+  }
+
+  /** The forward signature as TorchScript declares it, e.g. `forward(Tensor idx) -> Tensor`. */
+  get signature(): string {
+    return this.#handle.signature();
+  }
+
+  /** Every module of the tree, root first, depth-first in definition order. */
+  modules(): ModuleInfo[] {
+    return this.#handle.modules();
+  }
+
+  /** Every parameter by full dotted name, as tensors sharing the model's memory (edits change the model). */
+  parameters(): Map<string, Tensor> {
+    return new Map(this.#handle.parameters().map(([name, handle]) => [name, new Tensor(handle)]));
+  }
+
+  /**
+   * Runs forward on the calling thread. `inputs` is the argument list (a single non-array value
+   * is taken as the only argument); arrays inside it become tuples or lists as the model declares.
+   */
+  forward(inputs: ModelInput | ModelInput[], options: ForwardOptions = {}): ModelOutput {
+    return fromNative(this.#handle.forward(argumentList(inputs), { grad: options.grad ?? false }));
+  }
+
+  /**
+   * Runs forward on this model's inference thread, leaving the JS thread free. Tensors over JS
+   * memory are copied first, so the caller may reuse its buffers at once.
+   */
+  async forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions = {}): Promise<ModelOutput> {
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const token = signal ? new native.AbortToken() : null;
+    const onAbort = () => token?.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      return fromNative(await this.#handle.forwardAsync(argumentList(inputs), { grad: options.grad ?? false }, token));
+    } catch (error) {
+      if (error instanceof AbortError && signal?.aborted) throw signal.reason;
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Whether the model is in training mode. */
+  get training(): boolean {
+    return this.#handle.isTraining();
+  }
+
+  /** Switches to training mode (dropout on) or back; returns the model. */
+  train(mode = true): this {
+    this.#handle.setTraining(mode);
+    return this;
+  }
+
+  /** Switches to eval mode (the default after loading); returns the model. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Releases the model. Queued async forwards reject with {@link DisposedError}; a running one finishes. */
+  dispose(): void {
+    registry.unregister(this);
+    this.#handle.dispose();
+  }
+
+  /** Whether {@link Model.dispose} was called. */
+  get disposed(): boolean {
+    return this.#handle.isDisposed();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function argumentList(inputs: ModelInput | ModelInput[]): unknown[] {
+  return (Array.isArray(inputs) ? inputs : [inputs]).map(toNative);
+}
+
+/** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
+export function loadModel(path: string, options: LoadOptions = {}): Model {
+  if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
+  const handle = native.loadModel(path, options.device ?? 'cpu', options.training ?? false);
+  return new Model(handle, path);
+}

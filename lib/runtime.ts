@@ -1,0 +1,47 @@
+/**
+ * Process-level facts and settings of the libtorch runtime.
+ * @module
+ */
+import { native } from './binding';
+
+/** What this build of the addon runs on. */
+export interface RuntimeInfo {
+  /** The libtorch version the addon was compiled against, e.g. `1.13.0`. */
+  libtorchVersion: string;
+  /** Whether the addon was built against a CUDA libtorch. */
+  cudaBuild: boolean;
+  /** Whether a CUDA device can be used now. */
+  cudaAvailable: boolean;
+  /** How many CUDA devices are visible. */
+  cudaDeviceCount: number;
+  /** Whether `Tensor.data` can share memory (false in copy-only builds and under Electron's memory cage). */
+  externalBuffers: boolean;
+}
+
+/** Facts about the loaded addon and libtorch. */
+export function runtimeInfo(): RuntimeInfo {
+  return native.runtimeInfo();
+}
+
+/** Sets libtorch's intra-op thread count for every forward, on the JS thread and on inference threads. */
+export function setNumThreads(count: number): void {
+  native.setNumThreads(count);
+}
+
+/** libtorch's intra-op thread count on the calling thread. */
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+/** CPU memory held by live tensor handles, as reported to V8 (each storage counted once). */
+export interface MemoryStats {
+  /** Bytes of CPU tensor storage held by handles. */
+  externalBytes: number;
+  /** Number of distinct storages held. */
+  storages: number;
+}
+
+/** CPU memory currently held by tensor handles of this environment. */
+export function memoryStats(): MemoryStats {
+  return native.memoryStats();
+}

@@ -1,0 +1,343 @@
+/**
+ * Tensors as handles over libtorch tensors. `data` shares memory with a contiguous CPU tensor in
+ * O(1); every other access that needs a different layout or device is an explicit copy.
+ * @module
+ */
+import { native, type NativeIndexItem, type NativeTensor, type TensorData } from './binding';
+import { DTypeError, InvalidArgumentError, ShapeError } from './errors';
+
+export type { TensorData };
+
+/** The dtypes a tensor can have in JS. float16 and bfloat16 data are raw bits in a `Uint16Array`. */
+export type DType = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+
+/** Every {@link DType}, in a stable order. */
+export const DTYPES: readonly DType[] = ['float32', 'float64', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool'];
+
+/** `'cpu'`, `'cuda'` or `'cuda:N'`. */
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/** A slice along one dimension: `start` (default 0) to `stop` (exclusive, default the end), with `step` (default 1). */
+export interface Slice {
+  start?: number;
+  stop?: number;
+  step?: number;
+}
+
+/**
+ * One item of {@link Tensor.index}: an integer selects (and removes the dimension), a {@link Slice}
+ * keeps it, `null` inserts a new axis, `'...'` stands for all remaining dimensions, a boolean or
+ * integer Tensor indexes by mask or by positions (PyTorch's advanced indexing).
+ */
+export type IndexItem = number | boolean | null | '...' | Slice | Tensor;
+
+/** Nested arrays of numbers (or booleans, or bigints beyond 2^53) mirroring a tensor's shape. */
+export type NestedArray = number | boolean | bigint | NestedArray[];
+
+const registry = new FinalizationRegistry<NativeTensor>((handle) => handle.dispose());
+let copyWarningShown = false;
+
+/**
+ * A handle on a libtorch tensor. Dispose it (`using t = ...` or `t.dispose()`) to release its memory
+ * now; otherwise garbage collection releases it. Views made from a tensor (reshape, view, index,
+ * `data`) share its memory.
+ */
+export class Tensor implements Disposable {
+  readonly #handle: NativeTensor;
+  #data: TensorData | undefined;
+
+  /** @internal Use {@link tensor}, {@link fromTypedArray} or a model's outputs. */
+  constructor(handle: NativeTensor) {
+    this.#handle = handle;
+    registry.register(this, handle, this);
+  }
+
+  /** @internal The native handle, for passing the tensor to the addon. */
+  get native(): NativeTensor {
+    return this.#handle;
+  }
+
+  /** The size of each dimension. */
+  get shape(): number[] {
+    return this.#handle.shape();
+  }
+
+  /** The element stride of each dimension. */
+  get strides(): number[] {
+    return this.#handle.strides();
+  }
+
+  /** The element type. Tensors of other torch dtypes (complex, ...) report torch's name. */
+  get dtype(): DType {
+    return this.#handle.dtype() as DType;
+  }
+
+  /** Where the tensor lives: `'cpu'` or `'cuda:N'`. */
+  get device(): string {
+    return this.#handle.device();
+  }
+
+  /** The number of elements. */
+  get numel(): number {
+    return this.#handle.numel();
+  }
+
+  /** The number of dimensions. */
+  get rank(): number {
+    return this.#handle.shape().length;
+  }
+
+  /** Whether the elements are laid out densely in row-major order (required by {@link Tensor.data}). */
+  get isContiguous(): boolean {
+    return this.#handle.isContiguous();
+  }
+
+  /** Whether autograd tracks this tensor. */
+  get requiresGrad(): boolean {
+    return this.#handle.requiresGrad();
+  }
+
+  /**
+   * The elements as a TypedArray sharing memory with the tensor: writes are visible both ways, and
+   * the cost does not depend on the size. float16/bfloat16 come as raw `Uint16Array` bits (see
+   * {@link Tensor.toFloat32Array}), bool as `Uint8Array`. Only contiguous CPU tensors have it; use
+   * {@link Tensor.copyData} otherwise. Where the runtime forbids external memory (Electron's memory
+   * cage), this is a copy instead: {@link Tensor.dataIsShared} tells, and a warning is emitted once.
+   */
+  get data(): TensorData {
+    if (this.#data) return this.#data;
+    const [array, shared] = this.#handle.data();
+    if (shared) {
+      this.#data = array;
+    } else if (!copyWarningShown) {
+      copyWarningShown = true;
+      process.emitWarning(
+        'external ArrayBuffers are not allowed in this runtime (e.g. Electron memory cage): Tensor.data returns copies; write back with Tensor.write()',
+        { code: 'EASYROUTINE_DATA_COPY' },
+      );
+    }
+    return array;
+  }
+
+  /** Whether {@link Tensor.data} shares memory with the tensor (false under Electron's memory cage). */
+  get dataIsShared(): boolean {
+    void this.data;
+    return this.#data !== undefined;
+  }
+
+  /**
+   * Copies `values` (a TypedArray of the same type and length as {@link Tensor.data}) into this
+   * contiguous CPU tensor. Where {@link Tensor.dataIsShared} is false this is how to write; elsewhere
+   * writing into `data` does the same.
+   */
+  write(values: TensorData): void {
+    this.#handle.write(values);
+  }
+
+  /** A copy of the elements as a new TypedArray, from any device or layout. */
+  copyData(): TensorData {
+    return this.#handle.copyData();
+  }
+
+  /** A copy of the elements converted to float32 (the readable form of float16/bfloat16 data). */
+  toFloat32Array(): Float32Array {
+    return this.#handle.toFloat32Array();
+  }
+
+  /** This tensor on another device and/or with another dtype (a new tensor, or this data when nothing changes). */
+  to(target: Device | DType | { device?: Device; dtype?: DType }): Tensor {
+    let device: string | null = null;
+    let dtype: string | null = null;
+    if (typeof target === 'string') {
+      if ((DTYPES as readonly string[]).includes(target)) dtype = target;
+      else device = target;
+    } else if (target && typeof target === 'object') {
+      device = target.device ?? null;
+      dtype = target.dtype ?? null;
+    } else {
+      throw new InvalidArgumentError('Tensor.to expects a device, a dtype or { device, dtype }');
+    }
+    return new Tensor(this.#handle.to(device, dtype));
+  }
+
+  /** A contiguous tensor with the same elements (this data when already contiguous). */
+  contiguous(): Tensor {
+    return new Tensor(this.#handle.contiguous());
+  }
+
+  /** A copy with its own memory. */
+  clone(): Tensor {
+    return new Tensor(this.#handle.clone());
+  }
+
+  /** The elements in a new shape (a view when possible, else a copy); one dimension may be -1. */
+  reshape(...shape: number[] | [number[]]): Tensor {
+    return new Tensor(this.#handle.reshape(flattenShape(shape)));
+  }
+
+  /** A view with a new shape over the same memory; fails when the layout does not allow one. */
+  view(...shape: number[] | [number[]]): Tensor {
+    return new Tensor(this.#handle.view(flattenShape(shape)));
+  }
+
+  /**
+   * Indexing and slicing, as `t[...]` in PyTorch: `t.index(0, { start: 1, stop: 3 })` is `t[0, 1:3]`.
+   * See {@link IndexItem}.
+   */
+  index(...items: IndexItem[]): Tensor {
+    const nativeItems: NativeIndexItem[] = items.map((item) => (item instanceof Tensor ? item.native : item));
+    return new Tensor(this.#handle.index(nativeItems));
+  }
+
+  /** The single element of a one-element tensor as a number (bigint beyond 2^53, boolean for bool). */
+  item(): number | boolean | bigint {
+    return this.#handle.item();
+  }
+
+  /** The elements as nested arrays (a copy), e.g. for printing or JSON. */
+  toArray(): NestedArray {
+    return this.#handle.toArray() as NestedArray;
+  }
+
+  /** Whether this tensor and `other` share memory (e.g. a view and its base). */
+  sharesMemoryWith(other: Tensor): boolean {
+    return this.#handle.sameStorage(other.native);
+  }
+
+  /** Releases this handle's reference to the tensor now. Views and `data` arrays stay valid. */
+  dispose(): void {
+    registry.unregister(this);
+    this.#data = undefined;
+    this.#handle.dispose();
+  }
+
+  /** Whether {@link Tensor.dispose} was called. */
+  get disposed(): boolean {
+    return this.#handle.isDisposed();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** A short description: `Tensor(float32 [2, 3] cpu)`. */
+  toString(): string {
+    if (this.disposed) return 'Tensor(disposed)';
+    return `Tensor(${this.dtype} [${this.shape.join(', ')}] ${this.device})`;
+  }
+}
+
+function flattenShape(shape: number[] | [number[]]): number[] {
+  return shape.length === 1 && Array.isArray(shape[0]) ? shape[0] : (shape as number[]);
+}
+
+/** Options for creating a tensor. */
+export interface TensorOptions {
+  /** The dtype; by default the TypedArray's own (required for `Uint16Array`: float16 or bfloat16). */
+  dtype?: DType;
+  /** Where to put the tensor (default `'cpu'`). */
+  device?: Device;
+}
+
+type AnyTypedArray = TensorData | Uint8ClampedArray;
+
+function isTypedArray(value: unknown): value is AnyTypedArray {
+  return ArrayBuffer.isView(value) && !(value instanceof DataView);
+}
+
+/**
+ * A tensor over `array`'s memory without a copy (like `torch.from_numpy`): writes through either
+ * side are seen by the other, and the tensor keeps the memory alive. The array's length must match
+ * `shape`. Do not transfer or detach the array's buffer while the tensor lives.
+ */
+export function fromTypedArray(array: AnyTypedArray, shape: number[], options: { dtype?: DType } = {}): Tensor {
+  if (!isTypedArray(array)) throw new InvalidArgumentError('fromTypedArray: expected a TypedArray');
+  return new Tensor(native.fromTypedArray(array, shape, options.dtype ?? null, true));
+}
+
+/**
+ * A new tensor holding a copy of `data`: a TypedArray with a shape, or nested arrays of numbers or
+ * booleans (the shape is inferred). Numbers become float32 unless `dtype` says otherwise.
+ */
+export function tensor(data: AnyTypedArray | NestedArray, shape?: number[] | TensorOptions, options: TensorOptions = {}): Tensor {
+  if (!Array.isArray(shape) && shape !== undefined) {
+    options = shape;
+    shape = undefined;
+  }
+  let handle: NativeTensor;
+  if (isTypedArray(data)) {
+    const dims = (shape as number[] | undefined) ?? [data.length];
+    handle = native.fromTypedArray(data, dims, options.dtype ?? null, false);
+  } else {
+    const dims = (shape as number[] | undefined) ?? inferShape(data);
+    const flat = flatten(data, dims);
+    handle = fromNumbers(flat, dims, options.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32'));
+  }
+  if (options.device && options.device !== 'cpu') {
+    const moved = handle.to(options.device, null);
+    handle.dispose();
+    handle = moved;
+  }
+  return new Tensor(handle);
+}
+
+function inferShape(data: NestedArray): number[] {
+  const shape: number[] = [];
+  let level: NestedArray = data;
+  while (Array.isArray(level)) {
+    shape.push(level.length);
+    level = level[0] as NestedArray;
+  }
+  return shape;
+}
+
+function flatten(data: NestedArray, shape: number[]): (number | boolean | bigint)[] {
+  const out: (number | boolean | bigint)[] = [];
+  const walk = (value: NestedArray, depth: number, where: string): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(value)) throw new ShapeError(`tensor: ${where} is nested deeper than the shape [${shape.join(', ')}]`);
+      if (typeof value !== 'number' && typeof value !== 'boolean' && typeof value !== 'bigint') {
+        throw new InvalidArgumentError(`tensor: ${where} is ${typeof value}; expected a number, boolean or bigint`);
+      }
+      out.push(value);
+      return;
+    }
+    if (!Array.isArray(value) || value.length !== shape[depth]) {
+      throw new ShapeError(`tensor: ${where} should be an array of ${shape[depth]} (ragged nesting)`);
+    }
+    value.forEach((v, i) => walk(v, depth + 1, `${where}[${i}]`));
+  };
+  walk(data, 0, 'data');
+  return out;
+}
+
+function fromNumbers(values: (number | boolean | bigint)[], shape: number[], dtype: DType): NativeTensor {
+  const numbers = () => values.map(Number);
+  switch (dtype) {
+    case 'float32':
+      return native.fromTypedArray(Float32Array.from(numbers()), shape, null, false);
+    case 'float64':
+      return native.fromTypedArray(Float64Array.from(numbers()), shape, null, false);
+    case 'float16':
+    case 'bfloat16': {
+      const wide = native.fromTypedArray(Float32Array.from(numbers()), shape, null, false);
+      const narrow = wide.to(null, dtype);
+      wide.dispose();
+      return narrow;
+    }
+    case 'int64':
+      return native.fromTypedArray(BigInt64Array.from(values.map((v) => BigInt(typeof v === 'boolean' ? Number(v) : v))), shape, null, false);
+    case 'int32':
+      return native.fromTypedArray(Int32Array.from(numbers()), shape, null, false);
+    case 'int16':
+      return native.fromTypedArray(Int16Array.from(numbers()), shape, null, false);
+    case 'int8':
+      return native.fromTypedArray(Int8Array.from(numbers()), shape, null, false);
+    case 'uint8':
+      return native.fromTypedArray(Uint8Array.from(numbers()), shape, null, false);
+    case 'bool':
+      return native.fromTypedArray(Uint8Array.from(values.map((v) => (v ? 1 : 0))), shape, 'bool', false);
+    default:
+      throw new DTypeError(`unknown dtype '${String(dtype)}'; accepted: ${DTYPES.join(', ')}`);
+  }
+}
