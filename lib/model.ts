@@ -47,7 +47,7 @@ export interface AsyncForwardOptions extends ForwardOptions {
 function toNative(value: ModelInput): unknown {
   if (value instanceof Tensor) return value.native;
   if (Array.isArray(value)) return value.map(toNative);
-  if (value !== null && typeof value === 'object') {
+  if (value !== null && typeof value === 'object' && !ArrayBuffer.isView(value)) {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) out[k] = toNative(v);
     return out;

@@ -269,6 +269,9 @@ export function tensor(data: AnyTypedArray | NestedArray, shape?: number[] | Ten
     const dims = (shape as number[] | undefined) ?? [data.length];
     handle = native.fromTypedArray(data, dims, options.dtype ?? null, false);
   } else {
+    if (!Array.isArray(data) && !['number', 'boolean', 'bigint'].includes(typeof data)) {
+      throw new InvalidArgumentError('tensor: data must be a TypedArray or nested arrays of numbers, booleans or bigints');
+    }
     const dims = (shape as number[] | undefined) ?? inferShape(data);
     const flat = flatten(data, dims);
     handle = fromNumbers(flat, dims, options.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32'));

@@ -1,0 +1,66 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { expect } from 'vitest';
+import type { Tensor } from '../lib/index';
+
+export const root = path.join(__dirname, '..');
+export const fixtures = path.join(__dirname, 'fixtures', 'generated');
+
+export function fixture(name: string): string {
+  const file = path.join(fixtures, name);
+  if (!fs.existsSync(file)) throw new Error(`missing fixture ${file}: run 'npm run fixtures'`);
+  return file;
+}
+
+export interface FamilyReference {
+  family: string;
+  config: Record<string, number>;
+  torch_version: string;
+  modules: { path: string; type: string; parameters: { name: string; shape: number[] }[] }[];
+  parameter_count: number;
+  cases: { input_ids: number[][]; shape: number[]; logits: number[] }[];
+}
+
+export function reference<T = FamilyReference>(name: string): T {
+  return JSON.parse(fs.readFileSync(fixture(name), 'utf8')) as T;
+}
+
+/** Largest absolute difference between a tensor's values and a flat reference. */
+export function maxAbsDiff(actual: Tensor | ArrayLike<number>, expected: ArrayLike<number>): number {
+  const values = 'copyData' in actual ? (actual.toFloat32Array() as ArrayLike<number>) : actual;
+  expect(values.length).toBe(expected.length);
+  let max = 0;
+  for (let i = 0; i < values.length; i++) max = Math.max(max, Math.abs(values[i]! - expected[i]!));
+  return max;
+}
+
+/** Asserts `fn` throws an instance of `cls` whose message matches every pattern. */
+export function expectThrows(fn: () => unknown, cls: abstract new (...args: never[]) => Error, ...patterns: RegExp[]): Error {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught, 'expected an error').toBeInstanceOf(cls);
+  const error = caught as Error;
+  for (const pattern of patterns) expect(error.message).toMatch(pattern);
+  return error;
+}
+
+export async function expectRejects(
+  promise: Promise<unknown>,
+  cls: abstract new (...args: never[]) => Error,
+  ...patterns: RegExp[]
+): Promise<Error> {
+  let caught: unknown;
+  try {
+    await promise;
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught, 'expected a rejection').toBeInstanceOf(cls);
+  const error = caught as Error;
+  for (const pattern of patterns) expect(error.message).toMatch(pattern);
+  return error;
+}
