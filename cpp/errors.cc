@@ -5,6 +5,28 @@
 #include "addon_state.h"
 
 namespace easyroutine {
+struct ErrorReportPeek {
+  std::string* message;
+};
+}  // namespace easyroutine
+
+// ErrorReport befriends every specialisation of this operator template: this one reads the message
+// it was given without rendering source ranges.
+template <>
+const torch::jit::ErrorReport& torch::jit::operator<< <easyroutine::ErrorReportPeek>(const torch::jit::ErrorReport& report,
+                                                                                     const easyroutine::ErrorReportPeek& peek) {
+  *peek.message = report.ss.str();
+  return report;
+}
+
+namespace easyroutine {
+
+std::string CompilationMessage(const torch::jit::ErrorReport& report) {
+  std::string message;
+  report << ErrorReportPeek{&message};
+  while (!message.empty() && (message.front() == '\n' || message.front() == ' ')) message.erase(message.begin());
+  return "TorchScript compilation failed: " + message;
+}
 
 Napi::Error MakeError(Napi::Env env, ErrorKind kind, const std::string& message, const std::string& detail) {
   Napi::Error error;

@@ -5,6 +5,7 @@
 
 #include <napi.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/jit/frontend/error_report.h>
 
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,11 @@ Napi::Error MakeError(Napi::Env env, ErrorKind kind, const std::string& message,
 std::string RootCause(const c10::Error& error);
 std::string RootCause(const std::string& message);
 
+// The message of a TorchScript compilation error. Never call ErrorReport::what(): it renders source
+// ranges read lazily from the archive, and for a damaged archive that read throws inside a noexcept
+// function, which terminates the process.
+std::string CompilationMessage(const torch::jit::ErrorReport& report);
+
 // Runs `body`, turning C++ failures into JS exceptions. Torch errors become `fallback` (an
 // out-of-range index becomes Index) with `context` prefixed to say which call failed.
 template <typename F>
@@ -54,6 +60,8 @@ auto Guarded(Napi::Env env, ErrorKind fallback, const std::string& context, F&& 
     throw;
   } catch (const TypedError& e) {
     throw MakeError(env, e.kind(), e.what());
+  } catch (const torch::jit::ErrorReport& e) {
+    throw MakeError(env, fallback, context + ": " + RootCause(CompilationMessage(e)));
   } catch (const c10::IndexError& e) {
     throw MakeError(env, ErrorKind::Index, context + ": " + RootCause(e), e.what_without_backtrace());
   } catch (const c10::Error& e) {

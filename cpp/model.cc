@@ -6,7 +6,10 @@
 #include <regex>
 #include <sstream>
 
+#include <torch/version.h>
+
 #include "abort_token.h"
+#include "archive_check.h"
 #include "addon_state.h"
 #include "dtype.h"
 #include "errors.h"
@@ -131,7 +134,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                      });
 }
 
-// load(path, device, training)
+// load(path, device, training, verifyChecksums)
 Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::ModelLoad, "loadModel", [&]() -> Napi::Value {
@@ -140,6 +143,7 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     std::string deviceName = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "cpu";
     at::Device device = ParseDevice(deviceName);
     bool training = info.Length() > 2 && info[2].ToBoolean().Value();
+    bool verify = info.Length() <= 3 || info[3].ToBoolean().Value();
 
     std::error_code ec;
     auto status = std::filesystem::status(path, ec);
@@ -157,9 +161,14 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
                                                  "torch.jit.trace or torch.jit.script and save it with torch.jit.save");
     }
 
+    if (verify) VerifyArchive(path);
+
     auto module = std::make_shared<torch::jit::Module>();
     try {
       *module = torch::jit::load(path, device);
+    } catch (const torch::jit::ErrorReport& e) {
+      throw TypedError(ErrorKind::ModelLoad, "loadModel: '" + path + "' is damaged or needs ops this libtorch (" TORCH_VERSION
+                                             ") lacks: " + RootCause(CompilationMessage(e)));
     } catch (const c10::Error& e) {
       throw TypedError(ErrorKind::ModelLoad, "loadModel: '" + path + "' is damaged or not a TorchScript model: " + RootCause(e));
     } catch (const std::exception& e) {

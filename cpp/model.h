@@ -15,7 +15,8 @@ namespace easyroutine {
 class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
  public:
   static Napi::Function Define(Napi::Env env);
-  // load(path, device): a new model handle; typed errors for missing, unreadable or damaged files.
+  // load(path, device, training, verifyChecksums): a new model handle; typed errors for missing,
+  // unreadable or damaged files.
   static Napi::Value Load(const Napi::CallbackInfo& info);
 
   explicit ModelHandle(const Napi::CallbackInfo& info);

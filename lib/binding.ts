@@ -86,7 +86,7 @@ export interface NativeBinding {
   AbortToken: new () => NativeAbortToken;
   setErrorClasses(classes: typeof errorClasses): void;
   fromTypedArray(data: TensorData | Uint8ClampedArray, shape: number[], dtype: string | null, share: boolean): NativeTensor;
-  loadModel(path: string, device: string, training: boolean): NativeModel;
+  loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
   setNumThreads(count: number): void;
   getNumThreads(): number;
   runtimeInfo(): NativeRuntimeInfo;

@@ -30,6 +30,12 @@ export interface LoadOptions {
   device?: Device;
   /** Load in training mode (default false: eval mode, dropout off). */
   training?: boolean;
+  /**
+   * Check every archive entry against its CRC-32 before libtorch parses it (default true). libtorch's
+   * parsers can crash the process on damaged files; the check turns damage into a {@link ModelLoadError}.
+   * It reads the whole file once (about 1 GB/s); turn it off only for files you trust.
+   */
+  verifyChecksums?: boolean;
 }
 
 /** Options of a forward call. */
@@ -174,6 +180,6 @@ function argumentList(inputs: ModelInput | ModelInput[]): unknown[] {
 /** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
 export function loadModel(path: string, options: LoadOptions = {}): Model {
   if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
-  const handle = native.loadModel(path, options.device ?? 'cpu', options.training ?? false);
+  const handle = native.loadModel(path, options.device ?? 'cpu', options.training ?? false, options.verifyChecksums ?? true);
   return new Model(handle, path);
 }

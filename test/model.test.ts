@@ -266,7 +266,18 @@ describe('loading bad files', () => {
   it('names a truncated archive', () => {
     const truncated = path.join(dir, 'truncated.pt');
     fs.writeFileSync(truncated, good.subarray(0, Math.floor(good.length / 2)));
-    expectThrows(() => loadModel(truncated), ModelLoadError, /is damaged or not a TorchScript model/, /central directory|zip/i);
+    expectThrows(() => loadModel(truncated), ModelLoadError, /truncated\.pt' is damaged: it is truncated/);
+  });
+
+  it('names a damaged entry by its CRC-32, and can skip the check for trusted files', () => {
+    const damaged = path.join(dir, 'damaged.pt');
+    const bytes = Buffer.from(good);
+    const data = bytes.indexOf('data.pkl') + 200; // inside the pickled module record
+    bytes[data] = bytes[data]! ^ 0xff;
+    fs.writeFileSync(damaged, bytes);
+    expectThrows(() => loadModel(damaged), ModelLoadError, /is damaged: entry '[^']+' does not match its CRC-32/);
+    const trusted = loadModel(fixture('gpt2_traced.pt'), { verifyChecksums: false });
+    expect(trusted.modules().length).toBeGreaterThan(1);
   });
 
   it('names a zip that holds no model', () => {
@@ -274,7 +285,7 @@ describe('loading bad files', () => {
     const zip = Buffer.from('504b0506000000000000000000000000000000000000', 'hex');
     const file = path.join(dir, 'other.zip');
     fs.writeFileSync(file, Buffer.concat([Buffer.from('504b0304', 'hex'), zip]));
-    expectThrows(() => loadModel(file), ModelLoadError, /is damaged or not a TorchScript model/);
+    expectThrows(() => loadModel(file), ModelLoadError, /is damaged: the zip archive holds no entries/);
   });
 
   it('rejects CUDA where there is none and bad device names', () => {

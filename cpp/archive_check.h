@@ -1,0 +1,15 @@
+// Integrity check of a TorchScript archive before libtorch parses it. libtorch trusts the bytes it
+// reads: damaged code or pickles can crash its parsers (a segfault in ScriptTypeParser was seen
+// with a few flipped bits). Every zip entry carries a CRC-32, so damage anywhere in an entry, and
+// any truncation, is caught here as a typed error instead.
+#pragma once
+
+#include <string>
+
+namespace easyroutine {
+
+// Throws a ModelLoad TypedError naming what is wrong: no zip structure, a truncated archive, or the
+// first entry whose bytes do not match its CRC-32.
+void VerifyArchive(const std::string& path);
+
+}  // namespace easyroutine
