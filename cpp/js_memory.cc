@@ -12,10 +12,20 @@ std::shared_ptr<JsMemoryReleaser> JsMemoryReleaser::Create(Napi::Env env) {
   napi_value name;
   NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, "easyroutine:release-js-memory", NAPI_AUTO_LENGTH, &name),
                        releaser);
-  NAPI_THROW_IF_FAILED(env,
-                       napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr,
-                                                       releaser.get(), &JsMemoryReleaser::Drain, &releaser->drainer_),
-                       releaser);
+  // Node finalizes the function itself at teardown, possibly before this object: the finalizer
+  // clears drainer_ so Close() never releases a function that is already gone.
+  auto* owner = new std::weak_ptr<JsMemoryReleaser>(releaser);
+  napi_finalize forget = [](napi_env, void* data, void*) {
+    std::unique_ptr<std::weak_ptr<JsMemoryReleaser>> weak(static_cast<std::weak_ptr<JsMemoryReleaser>*>(data));
+    if (auto self = weak->lock()) {
+      std::lock_guard<std::mutex> lock(self->mutex_);
+      self->drainer_ = nullptr;
+    }
+  };
+  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, owner, forget, releaser.get(),
+                                                       &JsMemoryReleaser::Drain, &releaser->drainer_);
+  if (status != napi_ok) delete owner;
+  NAPI_THROW_IF_FAILED(env, status, releaser);
   napi_unref_threadsafe_function(env, releaser->drainer_);
   return releaser;
 }

@@ -201,9 +201,9 @@ void ModelHandle::ShutDown() {
     thread_->Join();
     thread_.reset();
   }
-  if (completions_) {
-    napi_release_threadsafe_function(completions_, napi_tsfn_abort);
-    completions_ = nullptr;
+  if (completions_->function) {
+    napi_release_threadsafe_function(completions_->function, napi_tsfn_abort);
+    completions_->function = nullptr;
   }
   if (cleanupRegistered_) {
     napi_remove_env_cleanup_hook(env_, &ModelHandle::OnEnvTeardown, this);
@@ -300,9 +300,16 @@ void ModelHandle::StartThread(Napi::Env env) {
   if (thread_) return;
   napi_value name;
   NAPI_THROW_IF_FAILED_VOID(env, napi_create_string_utf8(env, "easyroutine:forward", NAPI_AUTO_LENGTH, &name));
-  NAPI_THROW_IF_FAILED_VOID(env, napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, nullptr, nullptr, this,
-                                                                 &ModelHandle::CompleteForward, &completions_));
-  napi_unref_threadsafe_function(env, completions_);
+  auto* owner = new std::weak_ptr<Completions>(completions_);
+  napi_finalize forget = [](napi_env, void* data, void*) {
+    std::unique_ptr<std::weak_ptr<Completions>> weak(static_cast<std::weak_ptr<Completions>*>(data));
+    if (auto completions = weak->lock()) completions->function = nullptr;
+  };
+  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, owner, forget, this,
+                                                       &ModelHandle::CompleteForward, &completions_->function);
+  if (status != napi_ok) delete owner;
+  NAPI_THROW_IF_FAILED_VOID(env, status);
+  napi_unref_threadsafe_function(env, completions_->function);
   // Registered after the thread-safe function, so at teardown it runs first (hooks run in reverse
   // order) and joins the thread while the function can still be called.
   napi_add_env_cleanup_hook(env, &ModelHandle::OnEnvTeardown, this);
@@ -326,9 +333,9 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     Napi::Promise promise = job->deferred.Promise();
     if (inFlight_++ == 0) {
       Ref();  // the model stays alive while a forward is in flight
-      napi_ref_threadsafe_function(env, completions_);
+      napi_ref_threadsafe_function(env, completions_->function);
     }
-    napi_threadsafe_function completions = completions_;
+    napi_threadsafe_function completions = completions_->function;
     thread_->Post([job, completions](bool stopping) {
       if (stopping) {
         job->failure = FailureInfo{ErrorKind::Disposed, "Model.forwardAsync: the model was disposed before this forward started", {}};
@@ -370,7 +377,7 @@ void ModelHandle::CompleteForward(napi_env rawEnv, napi_value, void* context, vo
     job->deferred.Reject(Napi::Error::New(env, "Model.forwardAsync: unexpected failure").Value());
   }
   if (--self->inFlight_ == 0) {
-    napi_unref_threadsafe_function(rawEnv, self->completions_);
+    napi_unref_threadsafe_function(rawEnv, self->completions_->function);
     self->Unref();
   }
 }

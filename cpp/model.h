@@ -47,8 +47,14 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   std::string path_;
   bool disposed_ = false;
 
+  // The thread-safe function delivering results. Node may finalize it at teardown before this
+  // handle dies; its finalizer clears `function` so ShutDown() never touches it afterwards.
+  struct Completions {
+    napi_threadsafe_function function = nullptr;
+  };
+
   std::unique_ptr<InferenceThread> thread_;
-  napi_threadsafe_function completions_ = nullptr;
+  std::shared_ptr<Completions> completions_ = std::make_shared<Completions>();
   napi_env env_ = nullptr;
   int inFlight_ = 0;
   bool cleanupRegistered_ = false;

@@ -1,0 +1,101 @@
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it } from 'vitest';
+import { fixture, root } from './helpers';
+
+// Each scenario runs in a fresh Node process against the compiled package (dist/), as a user's
+// script would, so a hang or a crash shows as a timeout or a signal instead of taking vitest down.
+function runScript(source: string, timeoutMs = 30_000) {
+  const result = spawnSync(process.execPath, ['-e', source], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    env: { ...process.env, FIXTURE: fixture('gpt2_traced.pt') },
+  });
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
+}
+
+const setup = `
+const er = require('./dist/index.js');
+const model = er.loadModel(process.env.FIXTURE);
+const ids = () => er.tensor([[1, 2, 3, 4, 5, 6, 7, 8]], { dtype: 'int64' });
+`;
+
+describe('process and environment lifecycle', () => {
+  it('exits promptly with async forwards in flight', () => {
+    const result = runScript(`${setup}
+      for (let i = 0; i < 20; i++) model.forwardAsync(ids());
+      setTimeout(() => process.exit(0), 5);`);
+    expect(result.signal).toBeNull();
+    expect(result.status).toBe(0);
+  });
+
+  it('stays alive until a pending forward settles, then exits on its own', () => {
+    const result = runScript(`${setup}
+      model.forwardAsync(ids()).then((t) => console.log('done', t.shape.join('x')));`);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('done 1x8x64');
+  });
+
+  it('does not keep an idle process alive', () => {
+    const result = runScript(`${setup} model.forward(ids()); er.fromTypedArray(new Float32Array(4), [4]);`, 15_000);
+    expect(result.signal).toBeNull();
+    expect(result.status).toBe(0);
+  });
+
+  it('survives terminating a worker with a forward in flight, and workers have their own handles', async () => {
+    const worker = new Worker(
+      `
+      const { parentPort } = require('node:worker_threads');
+      ${setup}
+      model.forward(ids());
+      parentPort.postMessage('ready');
+      for (let i = 0; i < 50; i++) model.forwardAsync(ids());
+      `,
+      { eval: true, env: { ...process.env, FIXTURE: fixture('gpt2_traced.pt') }, workerData: null },
+    );
+    process.chdir(root);
+    await new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+    });
+    const code = await worker.terminate();
+    expect(code).toBe(1);
+    // the main environment still works after the worker's teardown
+    const again = runScript(`${setup} console.log(model.forward(ids()).shape.join('x'));`);
+    expect(again.stdout.trim()).toBe('1x8x64');
+  });
+
+  it('loads in several workers at once', async () => {
+    const results = await Promise.all(
+      [0, 1, 2].map(
+        () =>
+          new Promise<string>((resolve, reject) => {
+            const worker = new Worker(
+              `const { parentPort } = require('node:worker_threads');
+               ${setup}
+               model.forwardAsync(ids()).then((t) => { parentPort.postMessage(t.shape.join('x')); });`,
+              { eval: true, env: { ...process.env, FIXTURE: fixture('gpt2_traced.pt') } },
+            );
+            worker.once('message', (m) => resolve(String(m)));
+            worker.once('error', reject);
+          }),
+      ),
+    );
+    expect(results).toEqual(['1x8x64', '1x8x64', '1x8x64']);
+  });
+
+  it('exports the same API from the ESM entry', () => {
+    const result = runScript(
+      `import('./dist/index.mjs').then((esm) => {
+         const cjs = require('./dist/index.js');
+         const names = Object.keys(cjs).filter((n) => n !== '__esModule').sort();
+         const same = names.every((n) => esm[n] === cjs[n]);
+         console.log(JSON.stringify({ same, count: names.length, esm: Object.keys(esm).filter((n) => n !== 'default').length }));
+       });`,
+    );
+    expect(JSON.parse(result.stdout)).toEqual({ same: true, count: expect.any(Number), esm: JSON.parse(result.stdout).count });
+    expect(path.isAbsolute(root)).toBe(true);
+  });
+});
