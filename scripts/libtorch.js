@@ -8,7 +8,8 @@
 //                                        LIBTORCH_LIB override its two halves
 //   2. an importable Python `torch`      PYTHON, else python3 on PATH, else /usr/bin/python3;
 //                                        LIBTORCH_USE_PYTORCH=1 makes this the only source tried
-//   3. the system libtorch               Debian/Ubuntu `libtorch-dev`
+//   3. the system libtorch               Debian/Ubuntu `libtorch-dev` (LIBTORCH_SYSTEM_DIRS, a
+//                                        colon-separated list, replaces where to look)
 //
 // Usage: node scripts/libtorch.js [--json | --cmake | --gyp FIELD | --report]
 
@@ -16,7 +17,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 
-const SYSTEM_LIB_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
+const DEFAULT_SYSTEM_LIB_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
 
 class LibtorchNotFound extends Error {}
 
@@ -119,13 +120,18 @@ function fromPython(env) {
   throw new LibtorchNotFound(errors.join('; '));
 }
 
-function fromSystem() {
-  for (const libDir of SYSTEM_LIB_DIRS) {
+// LIBTORCH_SYSTEM_DIRS (':'-separated) replaces the directories searched, e.g. for a multiarch layout.
+function systemLibDirs(env) {
+  return env.LIBTORCH_SYSTEM_DIRS ? env.LIBTORCH_SYSTEM_DIRS.split(':') : DEFAULT_SYSTEM_LIB_DIRS;
+}
+
+function fromSystem(env) {
+  for (const libDir of systemLibDirs(env)) {
     if (!libraryExists(libDir, 'torch')) continue;
     const includeDirs = ['/usr/include', '/usr/include/torch/csrc/api/include'];
     return describe('system', '/usr', includeDirs, libDir, abiFromTorchConfig(path.dirname(libDir)));
   }
-  throw new LibtorchNotFound('no libtorch.so in ' + SYSTEM_LIB_DIRS.join(', '));
+  throw new LibtorchNotFound('no libtorch.so in ' + systemLibDirs(env).join(', '));
 }
 
 /** Returns the libtorch description, or throws LibtorchNotFound with every reason collected. */

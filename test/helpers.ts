@@ -3,6 +3,11 @@ import * as path from 'node:path';
 import { expect } from 'vitest';
 import type { Tensor } from '../lib/index';
 
+/** A tensor's data (never int64) as plain numbers, for comparisons. */
+export function numbers(data: ArrayLike<number> | ArrayLike<bigint>): number[] {
+  return Array.from(data as ArrayLike<number>);
+}
+
 export const root = path.join(__dirname, '..');
 export const fixtures = path.join(__dirname, 'fixtures', 'generated');
 
