@@ -20,6 +20,7 @@ export {
   type NestedArray,
   type TensorData,
   type TensorOptions,
+  type TensorSource,
 } from './tensor';
 export {
   Model,
@@ -30,6 +31,7 @@ export {
   type ModelInput,
   type ModelOutput,
   type ModuleInfo,
+  type NamedShape,
 } from './model';
 export { runtimeInfo, setNumThreads, getNumThreads, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
 export {

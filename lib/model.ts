@@ -12,6 +12,14 @@ export type ModelInput = Tensor | number | bigint | boolean | string | null | un
 /** A value a model's forward returns: tensors (as handles), tuples/lists as arrays, string-keyed dicts as objects, other dicts as Maps. */
 export type ModelOutput = Tensor | number | bigint | boolean | string | null | ModelOutput[] | { [key: string]: ModelOutput } | Map<ModelOutput, ModelOutput>;
 
+/** A named tensor slot of a module (a parameter or a buffer) and its shape. */
+export interface NamedShape {
+  /** The attribute name within its module, e.g. `weight`. */
+  name: string;
+  /** The size of each dimension. */
+  shape: number[];
+}
+
 /** A module of the model's tree. */
 export interface ModuleInfo {
   /** Full dotted path from the root, e.g. `transformer.h.0.attn`; the root is `''`. */
@@ -19,9 +27,9 @@ export interface ModuleInfo {
   /** The module's class, e.g. `model.Attention` (`__torch__.` and tracing's mangling removed). */
   type: string;
   /** Parameters held directly by this module. */
-  parameters: { name: string; shape: number[] }[];
+  parameters: NamedShape[];
   /** Buffers held directly by this module (masks, running statistics...). */
-  buffers: { name: string; shape: number[] }[];
+  buffers: NamedShape[];
 }
 
 /** Options of {@link loadModel}. */
@@ -168,6 +176,7 @@ export class Model implements Disposable {
     return this.#handle.isDisposed();
   }
 
+  /** Same as {@link Model.dispose}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }

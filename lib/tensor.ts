@@ -19,8 +19,11 @@ export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
 /** A slice along one dimension: `start` (default 0) to `stop` (exclusive, default the end), with `step` (default 1). */
 export interface Slice {
+  /** First index (negative counts from the end); default 0. */
   start?: number;
+  /** Index to stop before (negative counts from the end); default the end. */
   stop?: number;
+  /** Distance between taken indices, positive; default 1. */
   step?: number;
 }
 
@@ -216,6 +219,7 @@ export class Tensor implements Disposable {
     return this.#handle.isDisposed();
   }
 
+  /** Same as {@link Tensor.dispose}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }
@@ -239,9 +243,10 @@ export interface TensorOptions {
   device?: Device;
 }
 
-type AnyTypedArray = TensorData | Uint8ClampedArray;
+/** A TypedArray a tensor can be created from: any {@link TensorData} kind, or a `Uint8ClampedArray` (as uint8). */
+export type TensorSource = TensorData | Uint8ClampedArray;
 
-function isTypedArray(value: unknown): value is AnyTypedArray {
+function isTypedArray(value: unknown): value is TensorSource {
   return ArrayBuffer.isView(value) && !(value instanceof DataView);
 }
 
@@ -250,7 +255,7 @@ function isTypedArray(value: unknown): value is AnyTypedArray {
  * side are seen by the other, and the tensor keeps the memory alive. The array's length must match
  * `shape`. Do not transfer or detach the array's buffer while the tensor lives.
  */
-export function fromTypedArray(array: AnyTypedArray, shape: number[], options: { dtype?: DType } = {}): Tensor {
+export function fromTypedArray(array: TensorSource, shape: number[], options: { dtype?: DType } = {}): Tensor {
   if (!isTypedArray(array)) throw new InvalidArgumentError('fromTypedArray: expected a TypedArray');
   return new Tensor(native.fromTypedArray(array, shape, options.dtype ?? null, true));
 }
@@ -259,7 +264,7 @@ export function fromTypedArray(array: AnyTypedArray, shape: number[], options: {
  * A new tensor holding a copy of `data`: a TypedArray with a shape, or nested arrays of numbers or
  * booleans (the shape is inferred). Numbers become float32 unless `dtype` says otherwise.
  */
-export function tensor(data: AnyTypedArray | NestedArray, shape?: number[] | TensorOptions, options: TensorOptions = {}): Tensor {
+export function tensor(data: TensorSource | NestedArray, shape?: number[] | TensorOptions, options: TensorOptions = {}): Tensor {
   if (!Array.isArray(shape) && shape !== undefined) {
     options = shape;
     shape = undefined;
