@@ -27,7 +27,8 @@ if [ "${#missing[@]}" -gt 0 ] && [ -z "${LIBTORCH:-}" ]; then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # --ignore-scripts: npm would otherwise run node-gyp for binding.gyp; the cmake-js build below is ours
+  npm ci --no-audit --no-fund --ignore-scripts
 fi
 if [ ! -f build/Release/easyroutine.node ] || [ -n "$(find cpp CMakeLists.txt scripts/libtorch.js -newer build/Release/easyroutine.node -print -quit)" ]; then
   npm run build:native
