@@ -1,12 +1,53 @@
 #include "inference_thread.h"
 
+#include <atomic>
+#include <cstdlib>
+#include <set>
+
 namespace easyroutine {
 
-InferenceThread::InferenceThread() : thread_([this] { Run(); }) {}
+namespace {
+
+struct LiveThreads {
+  std::mutex mutex;
+  std::set<InferenceThread*> threads;
+  std::atomic<bool> exiting{false};
+};
+
+LiveThreads& Live() {
+  static LiveThreads* live = new LiveThreads();  // never destroyed: used from the atexit handler
+  return *live;
+}
+
+void JoinAllAtExit() {
+  LiveThreads& live = Live();
+  live.exiting.store(true);
+  std::lock_guard<std::mutex> lock(live.mutex);
+  for (InferenceThread* thread : live.threads) {
+    thread->Stop();
+    thread->Join();
+  }
+}
+
+}  // namespace
+
+bool InferenceThread::ProcessExiting() { return Live().exiting.load(); }
+
+InferenceThread::InferenceThread() {
+  static const bool registered = (std::atexit(&JoinAllAtExit), true);
+  (void)registered;
+  {
+    std::lock_guard<std::mutex> lock(Live().mutex);
+    Live().threads.insert(this);
+  }
+  thread_ = std::thread([this] { Run(); });
+}
 
 InferenceThread::~InferenceThread() {
   Stop();
   Join();
+  std::lock_guard<std::mutex> lock(Live().mutex);
+  Live().threads.erase(this);
 }
 
 void InferenceThread::Post(std::function<void(bool)> job) {

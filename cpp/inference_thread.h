@@ -1,5 +1,10 @@
 // One dedicated thread per model for async forwards: long forwards (and, later, forwards waiting on
 // JS hooks) never occupy libuv's small pool that fs, dns and crypto depend on.
+//
+// process.exit() runs no environment cleanup hooks on the main thread: it goes straight to exit(),
+// whose static destructors tear libtorch down. A forward still running then would crash, so every
+// live inference thread is registered (process-wide, as exit is) and joined by an atexit handler
+// that runs before libtorch's destructors.
 #pragma once
 
 #include <condition_variable>
@@ -22,6 +27,10 @@ class InferenceThread {
   // Queued jobs still run, each told it is stopping; no new job is accepted.
   void Stop();
   void Join();
+
+  // True once the process is exiting (process.exit() or the end of main): jobs must then only
+  // clean up, without calling into JS.
+  static bool ProcessExiting();
 
  private:
   void Run();

@@ -337,7 +337,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     }
     napi_threadsafe_function completions = completions_->function;
     thread_->Post([job, completions](bool stopping) {
-      if (stopping) {
+      if (stopping || InferenceThread::ProcessExiting()) {
         job->failure = FailureInfo{ErrorKind::Disposed, "Model.forwardAsync: the model was disposed before this forward started", {}};
       } else if (job->abort->load()) {
         job->failure = FailureInfo{ErrorKind::Aborted, "Model.forwardAsync: aborted", {}};
@@ -353,7 +353,9 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
       }
       job->inputs.clear();
       job->module.reset();
-      if (napi_call_threadsafe_function(completions, job, napi_tsfn_blocking) != napi_ok) delete job;
+      if (InferenceThread::ProcessExiting() || napi_call_threadsafe_function(completions, job, napi_tsfn_blocking) != napi_ok) {
+        delete job;
+      }
     });
     return promise;
   });
