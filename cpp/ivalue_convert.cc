@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "errors.h"
+#include "js_values.h"
 #include "tensor_handle.h"
 
 namespace easyroutine {
@@ -169,12 +170,7 @@ Napi::Value FromIValue(Napi::Env env, const c10::IValue& value) {
   }
   if (value.isNone()) return env.Null();
   if (value.isBool()) return Napi::Boolean::New(env, value.toBool());
-  if (value.isInt()) {
-    int64_t v = value.toInt();
-    constexpr int64_t kSafe = (int64_t{1} << 53) - 1;
-    if (v > kSafe || v < -kSafe) return Napi::BigInt::New(env, v);
-    return Napi::Number::New(env, static_cast<double>(v));
-  }
+  if (value.isInt()) return Int64ToJs(env, value.toInt());
   if (value.isDouble()) return Napi::Number::New(env, value.toDouble());
   if (value.isString()) return Napi::String::New(env, value.toStringRef());
   if (value.isDevice()) return Napi::String::New(env, value.toDevice().str());

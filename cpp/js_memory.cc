@@ -9,24 +9,8 @@ struct JsMemoryReleaser::Context {
 
 std::shared_ptr<JsMemoryReleaser> JsMemoryReleaser::Create(Napi::Env env) {
   std::shared_ptr<JsMemoryReleaser> releaser(new JsMemoryReleaser(env));
-  napi_value name;
-  NAPI_THROW_IF_FAILED(env, napi_create_string_utf8(env, "easyroutine:release-js-memory", NAPI_AUTO_LENGTH, &name),
-                       releaser);
-  // Node finalizes the function itself at teardown, possibly before this object: the finalizer
-  // clears drainer_ so Close() never releases a function that is already gone.
-  auto* owner = new std::weak_ptr<JsMemoryReleaser>(releaser);
-  napi_finalize forget = [](napi_env, void* data, void*) {
-    std::unique_ptr<std::weak_ptr<JsMemoryReleaser>> weak(static_cast<std::weak_ptr<JsMemoryReleaser>*>(data));
-    if (auto self = weak->lock()) {
-      std::lock_guard<std::mutex> lock(self->mutex_);
-      self->drainer_ = nullptr;
-    }
-  };
-  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, owner, forget, releaser.get(),
-                                                       &JsMemoryReleaser::Drain, &releaser->drainer_);
-  if (status != napi_ok) delete owner;
-  NAPI_THROW_IF_FAILED(env, status, releaser);
-  napi_unref_threadsafe_function(env, releaser->drainer_);
+  releaser->drainer_ = std::make_unique<ThreadSafeFunction>(env, "easyroutine:release-js-memory", releaser.get(),
+                                                           &JsMemoryReleaser::Drain);
   return releaser;
 }
 
@@ -37,8 +21,7 @@ void JsMemoryReleaser::Close() {
   if (closed_) return;
   closed_ = true;
   pending_.clear();  // the environment deletes its own references on teardown
-  if (drainer_) napi_release_threadsafe_function(drainer_, napi_tsfn_abort);
-  drainer_ = nullptr;
+  if (drainer_) drainer_->Release();
 }
 
 at::Tensor JsMemoryReleaser::Wrap(Napi::TypedArray array, at::IntArrayRef sizes, at::ScalarType dtype) {
@@ -74,7 +57,7 @@ void JsMemoryReleaser::Release(napi_ref ref) {
     return;
   }
   pending_.push_back(ref);
-  if (pending_.size() == 1) napi_call_threadsafe_function(drainer_, nullptr, napi_tsfn_nonblocking);
+  if (pending_.size() == 1) drainer_->Call(nullptr, napi_tsfn_nonblocking);
 }
 
 void JsMemoryReleaser::Drain(napi_env env, napi_value, void* raw, void*) {

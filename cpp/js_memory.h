@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "threadsafe_function.h"
+
 namespace easyroutine {
 
 class JsMemoryReleaser : public std::enable_shared_from_this<JsMemoryReleaser> {
@@ -37,7 +39,7 @@ class JsMemoryReleaser : public std::enable_shared_from_this<JsMemoryReleaser> {
 
   napi_env env_;
   std::thread::id jsThread_;
-  napi_threadsafe_function drainer_ = nullptr;
+  std::unique_ptr<ThreadSafeFunction> drainer_;
   std::mutex mutex_;
   bool closed_ = false;
   std::vector<napi_ref> pending_;

@@ -14,6 +14,7 @@
 #include "dtype.h"
 #include "errors.h"
 #include "ivalue_convert.h"
+#include "js_values.h"
 #include "js_memory.h"
 #include "tensor_handle.h"
 #include "threads.h"
@@ -30,12 +31,6 @@ std::string TypeName(const torch::jit::Module& module) {
   return std::regex_replace(name->qualifiedName(), kNoise, "");
 }
 
-Napi::Array ShapeArray(Napi::Env env, at::IntArrayRef sizes) {
-  Napi::Array out = Napi::Array::New(env, sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(sizes[i])));
-  return out;
-}
-
 std::string DescribeInputs(const std::vector<c10::IValue>& stack) {
   std::ostringstream out;
   for (size_t i = 0; i < stack.size(); ++i) {
@@ -43,9 +38,7 @@ std::string DescribeInputs(const std::vector<c10::IValue>& stack) {
     const c10::IValue& v = stack[i];
     if (v.isTensor() && v.toTensor().defined()) {
       const at::Tensor& t = v.toTensor();
-      out << DTypeName(t.scalar_type()) << " [";
-      for (int64_t d = 0; d < t.dim(); ++d) out << (d ? ", " : "") << t.size(d);
-      out << "]";
+      out << DTypeName(t.scalar_type()) << " " << ShapeString(t.sizes());
       if (!t.device().is_cpu()) out << " on " << t.device().str();
     } else {
       out << v.tagKind();
@@ -201,10 +194,7 @@ void ModelHandle::ShutDown() {
     thread_->Join();
     thread_.reset();
   }
-  if (completions_->function) {
-    napi_release_threadsafe_function(completions_->function, napi_tsfn_abort);
-    completions_->function = nullptr;
-  }
+  if (completions_) completions_->Release();
   if (cleanupRegistered_) {
     napi_remove_env_cleanup_hook(env_, &ModelHandle::OnEnvTeardown, this);
     cleanupRegistered_ = false;
@@ -298,18 +288,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
 
 void ModelHandle::StartThread(Napi::Env env) {
   if (thread_) return;
-  napi_value name;
-  NAPI_THROW_IF_FAILED_VOID(env, napi_create_string_utf8(env, "easyroutine:forward", NAPI_AUTO_LENGTH, &name));
-  auto* owner = new std::weak_ptr<Completions>(completions_);
-  napi_finalize forget = [](napi_env, void* data, void*) {
-    std::unique_ptr<std::weak_ptr<Completions>> weak(static_cast<std::weak_ptr<Completions>*>(data));
-    if (auto completions = weak->lock()) completions->function = nullptr;
-  };
-  napi_status status = napi_create_threadsafe_function(env, nullptr, nullptr, name, 0, 1, owner, forget, this,
-                                                       &ModelHandle::CompleteForward, &completions_->function);
-  if (status != napi_ok) delete owner;
-  NAPI_THROW_IF_FAILED_VOID(env, status);
-  napi_unref_threadsafe_function(env, completions_->function);
+  completions_ = std::make_unique<ThreadSafeFunction>(env, "easyroutine:forward", this, &ModelHandle::CompleteForward);
   // Registered after the thread-safe function, so at teardown it runs first (hooks run in reverse
   // order) and joins the thread while the function can still be called.
   napi_add_env_cleanup_hook(env, &ModelHandle::OnEnvTeardown, this);
@@ -333,9 +312,9 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     Napi::Promise promise = job->deferred.Promise();
     if (inFlight_++ == 0) {
       Ref();  // the model stays alive while a forward is in flight
-      napi_ref_threadsafe_function(env, completions_->function);
+      completions_->Ref(env);
     }
-    napi_threadsafe_function completions = completions_->function;
+    ThreadSafeFunction* completions = completions_.get();
     thread_->Post([job, completions](bool stopping) {
       if (stopping || InferenceThread::ProcessExiting()) {
         job->failure = FailureInfo{ErrorKind::Disposed, "Model.forwardAsync: the model was disposed before this forward started", {}};
@@ -353,7 +332,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
       }
       job->inputs.clear();
       job->module.reset();
-      if (InferenceThread::ProcessExiting() || napi_call_threadsafe_function(completions, job, napi_tsfn_blocking) != napi_ok) {
+      if (InferenceThread::ProcessExiting() || completions->Call(job, napi_tsfn_blocking) != napi_ok) {
         delete job;
       }
     });
@@ -379,7 +358,7 @@ void ModelHandle::CompleteForward(napi_env rawEnv, napi_value, void* context, vo
     job->deferred.Reject(Napi::Error::New(env, "Model.forwardAsync: unexpected failure").Value());
   }
   if (--self->inFlight_ == 0) {
-    napi_unref_threadsafe_function(rawEnv, self->completions_->function);
+    self->completions_->Unref(rawEnv);
     self->Unref();
   }
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "inference_thread.h"
+#include "threadsafe_function.h"
 
 namespace easyroutine {
 
@@ -47,14 +48,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   std::string path_;
   bool disposed_ = false;
 
-  // The thread-safe function delivering results. Node may finalize it at teardown before this
-  // handle dies; its finalizer clears `function` so ShutDown() never touches it afterwards.
-  struct Completions {
-    napi_threadsafe_function function = nullptr;
-  };
-
   std::unique_ptr<InferenceThread> thread_;
-  std::shared_ptr<Completions> completions_ = std::make_shared<Completions>();
+  std::unique_ptr<ThreadSafeFunction> completions_;  // delivers results to the JS thread
   napi_env env_ = nullptr;
   int inFlight_ = 0;
   bool cleanupRegistered_ = false;

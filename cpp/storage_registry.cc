@@ -90,7 +90,7 @@ StorageRegistry::View StorageRegistry::BufferFor(const at::Tensor& tensor) {
     externalRefused_ = true;
   }
 #endif
-  if (entry.handles == 0 && entry.bufferId == 0) entries_.erase(KeyOf(tensor));
+  EraseIfUnused(entries_.find(KeyOf(tensor)));
   Napi::ArrayBuffer copy = Napi::ArrayBuffer::New(env_, nbytes);
   std::memcpy(copy.Data(), data, nbytes);
   return {copy, 0, false};

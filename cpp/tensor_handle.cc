@@ -3,23 +3,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <sstream>
 
 #include "addon_state.h"
 #include "dtype.h"
 #include "errors.h"
+#include "js_values.h"
 
 namespace easyroutine {
 
 namespace {
-
-std::string ShapeString(at::IntArrayRef sizes) {
-  std::ostringstream out;
-  out << '[';
-  for (size_t i = 0; i < sizes.size(); ++i) out << (i ? ", " : "") << sizes[i];
-  out << ']';
-  return out.str();
-}
 
 bool IsInteger(const Napi::Value& value) {
   if (!value.IsNumber()) return false;
@@ -72,12 +64,7 @@ Napi::Value CopyToTypedArray(Napi::Env env, const at::Tensor& tensor) {
 Napi::Value ScalarToJs(Napi::Env env, const at::Tensor& scalar) {
   switch (scalar.scalar_type()) {
     case at::kBool: return Napi::Boolean::New(env, scalar.item<bool>());
-    case at::kLong: {
-      int64_t v = scalar.item<int64_t>();
-      constexpr int64_t kSafe = (int64_t{1} << 53) - 1;
-      if (v > kSafe || v < -kSafe) return Napi::BigInt::New(env, v);
-      return Napi::Number::New(env, static_cast<double>(v));
-    }
+    case at::kLong: return Int64ToJs(env, scalar.item<int64_t>());
     default:
       if (at::isIntegralType(scalar.scalar_type(), false)) return Napi::Number::New(env, static_cast<double>(scalar.item<int64_t>()));
       return Napi::Number::New(env, scalar.item<double>());
@@ -190,14 +177,8 @@ const at::Tensor& TensorHandle::Live(const char* method) const {
     return Guarded(env, ErrorKind::kind, "Tensor." #name, [&]() -> Napi::Value { body });        \
   }
 
-static Napi::Array IntArray(Napi::Env env, at::IntArrayRef values) {
-  Napi::Array out = Napi::Array::New(env, values.size());
-  for (size_t i = 0; i < values.size(); ++i) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(values[i])));
-  return out;
-}
-
-TENSOR_METHOD(Shape, Torch, { return IntArray(env, Live("shape").sizes()); })
-TENSOR_METHOD(Strides, Torch, { return IntArray(env, Live("strides").strides()); })
+TENSOR_METHOD(Shape, Torch, { return ShapeArray(env, Live("shape").sizes()); })
+TENSOR_METHOD(Strides, Torch, { return ShapeArray(env, Live("strides").strides()); })
 TENSOR_METHOD(DType, Torch, { return Napi::String::New(env, DTypeName(Live("dtype").scalar_type())); })
 TENSOR_METHOD(Device, Torch, { return Napi::String::New(env, DeviceName(Live("device").device())); })
 TENSOR_METHOD(Numel, Torch, { return Napi::Number::New(env, static_cast<double>(Live("numel").numel())); })

@@ -39,33 +39,31 @@ export function maxAbsDiff(actual: Tensor | ArrayLike<number>, expected: ArrayLi
   return max;
 }
 
-/** Asserts `fn` throws an instance of `cls` whose message matches every pattern. */
-export function expectThrows(fn: () => unknown, cls: abstract new (...args: never[]) => Error, ...patterns: RegExp[]): Error {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
+type ErrorClass = abstract new (...args: never[]) => Error;
+
+function expectError(caught: unknown, cls: ErrorClass, patterns: RegExp[]): Error {
   expect(caught, 'expected an error').toBeInstanceOf(cls);
   const error = caught as Error;
   for (const pattern of patterns) expect(error.message).toMatch(pattern);
   return error;
 }
 
-export async function expectRejects(
-  promise: Promise<unknown>,
-  cls: abstract new (...args: never[]) => Error,
-  ...patterns: RegExp[]
-): Promise<Error> {
-  let caught: unknown;
+/** Asserts `fn` throws an instance of `cls` whose message matches every pattern. */
+export function expectThrows(fn: () => unknown, cls: ErrorClass, ...patterns: RegExp[]): Error {
+  try {
+    fn();
+  } catch (error) {
+    return expectError(error, cls, patterns);
+  }
+  return expectError(undefined, cls, patterns);
+}
+
+/** Asserts `promise` rejects with an instance of `cls` whose message matches every pattern. */
+export async function expectRejects(promise: Promise<unknown>, cls: ErrorClass, ...patterns: RegExp[]): Promise<Error> {
   try {
     await promise;
   } catch (error) {
-    caught = error;
+    return expectError(error, cls, patterns);
   }
-  expect(caught, 'expected a rejection').toBeInstanceOf(cls);
-  const error = caught as Error;
-  for (const pattern of patterns) expect(error.message).toMatch(pattern);
-  return error;
+  return expectError(undefined, cls, patterns);
 }
