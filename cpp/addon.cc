@@ -7,6 +7,7 @@
 
 #include "abort_token.h"
 #include "addon_state.h"
+#include "cpu_fusion.h"
 #include "errors.h"
 #include "model.h"
 #include "tensor_handle.h"
@@ -47,6 +48,13 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value SetCpuFusionFromJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw MakeError(env, ErrorKind::InvalidArgument, "setCpuFusion: expected a boolean");
+  SetCpuFusion(info[0].As<Napi::Boolean>().Value());
+  return env.Undefined();
+}
+
 Napi::Value GetNumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), IntraOpThreads()); }
 
 Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
@@ -56,6 +64,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaBuild", Napi::Boolean::New(env, EASYROUTINE_LIBTORCH_CUDA != 0));
   out.Set("cudaAvailable", Napi::Boolean::New(env, torch::cuda::is_available()));
   out.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch::cuda::device_count())));
+  out.Set("cpuFusion", Napi::Boolean::New(env, CpuFusionEnabled()));
 #ifdef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
   out.Set("externalBuffers", Napi::Boolean::New(env, false));
 #else
@@ -80,6 +89,7 @@ void DestroyState(Napi::Env, AddonState* state) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ApplyCpuFusionDefault();
   auto* state = new AddonState(env);
   env.SetInstanceData<AddonState, DestroyState>(state);
 
@@ -97,6 +107,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fromTypedArray", Napi::Function::New<TensorHandle::FromTypedArray>(env, "fromTypedArray"));
   exports.Set("loadModel", Napi::Function::New<ModelHandle::Load>(env, "loadModel"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));
+  exports.Set("setCpuFusion", Napi::Function::New<SetCpuFusionFromJs>(env, "setCpuFusion"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));

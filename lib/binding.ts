@@ -78,6 +78,7 @@ export interface NativeRuntimeInfo {
   cudaAvailable: boolean;
   cudaDeviceCount: number;
   externalBuffers: boolean;
+  cpuFusion: boolean;
 }
 
 export interface NativeBinding {
@@ -89,6 +90,7 @@ export interface NativeBinding {
   loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
   setNumThreads(count: number): void;
   getNumThreads(): number;
+  setCpuFusion(enabled: boolean): void;
   runtimeInfo(): NativeRuntimeInfo;
   memoryStats(): { externalBytes: number; storages: number };
 }

@@ -33,7 +33,7 @@ export {
   type ModuleInfo,
   type NamedShape,
 } from './model';
-export { runtimeInfo, setNumThreads, getNumThreads, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
+export { runtimeInfo, setNumThreads, getNumThreads, setCpuFusion, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
 export {
   EasyroutineError,
   InvalidArgumentError,

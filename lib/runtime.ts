@@ -16,6 +16,8 @@ export interface RuntimeInfo {
   cudaDeviceCount: number;
   /** Whether `Tensor.data` can share memory (false in copy-only builds and under Electron's memory cage). */
   externalBuffers: boolean;
+  /** Whether TorchScript fuses CPU operations (see {@link setCpuFusion}; off by default). */
+  cpuFusion: boolean;
 }
 
 /** Facts about the loaded addon and libtorch. */
@@ -26,6 +28,14 @@ export function runtimeInfo(): RuntimeInfo {
 /** Sets libtorch's intra-op thread count for every forward, on the JS thread and on inference threads. */
 export function setNumThreads(count: number): void {
   native.setNumThreads(count);
+}
+
+/**
+ * Turns TorchScript's CPU fuser (NNC with LLVM) on or off for the whole process. It is off by
+ * default: Debian's libtorch 2.6 hangs compiling Llama-like graphs with it (in Python too).
+ */
+export function setCpuFusion(enabled: boolean): void {
+  native.setCpuFusion(enabled);
 }
 
 /** libtorch's intra-op thread count on the calling thread. */

@@ -12,6 +12,7 @@ import {
   getNumThreads,
   loadModel,
   runtimeInfo,
+  setCpuFusion,
   setNumThreads,
   tensor,
   type ModelOutput,
@@ -37,6 +38,13 @@ describe.each(FAMILIES)('%s fixtures', (family) => {
         const logits = model.forward(ids(testCase.input_ids)) as Tensor;
         expect(logits.shape).toEqual(testCase.shape);
         expect(maxAbsDiff(logits, testCase.logits)).toBeLessThan(1e-5);
+      }
+    });
+
+    it('stays correct over repeated runs, once the executor has optimised the graph', () => {
+      const testCase = ref.cases[0]!;
+      for (let run = 0; run < 5; run++) {
+        expect(maxAbsDiff(model.forward(ids(testCase.input_ids)) as Tensor, testCase.logits)).toBeLessThan(1e-5);
       }
     });
 
@@ -178,6 +186,15 @@ describe('model behaviour', () => {
     dropout.eval();
     expect(numbers((dropout.forward(x) as Tensor).data)).toEqual(numbers(x.data));
     expect(loadModel(fixture('dropout.pt'), { training: true }).training).toBe(true);
+  });
+
+  it('keeps the CPU fuser off by default and lets it be switched', () => {
+    expect(runtimeInfo().cpuFusion).toBe(false);
+    setCpuFusion(true);
+    expect(runtimeInfo().cpuFusion).toBe(true);
+    setCpuFusion(false);
+    expect(runtimeInfo().cpuFusion).toBe(false);
+    expectThrows(() => setCpuFusion('yes' as never), InvalidArgumentError, /setCpuFusion: expected a boolean/);
   });
 
   it('sets the intra-op thread count', () => {
