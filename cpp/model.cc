@@ -53,19 +53,19 @@ struct FailureInfo {
   std::string detail;
 };
 
-// Runs forward with autograd off unless `grad`; failures become a Forward error naming the inputs.
-c10::IValue RunForward(torch::jit::Module& module, std::vector<c10::IValue> stack, bool grad) {
-  std::string inputs = DescribeInputs(stack);
+// Runs forward with autograd off unless `grad`; failures become a Forward error naming the inputs
+// (described only then: a successful forward does no string work).
+c10::IValue RunForward(torch::jit::Module& module, const std::vector<c10::IValue>& stack, bool grad) {
   try {
     std::optional<torch::NoGradGuard> noGrad;
     if (!grad) noGrad.emplace();
-    return module.forward(std::move(stack));
+    return module.forward(stack);
   } catch (const c10::Error& e) {
-    throw TypedError(ErrorKind::Forward, "forward(" + inputs + ") failed: " + RootCause(e));
+    throw TypedError(ErrorKind::Forward, "forward(" + DescribeInputs(stack) + ") failed: " + RootCause(e));
   } catch (const TypedError&) {
     throw;
   } catch (const std::exception& e) {
-    throw TypedError(ErrorKind::Forward, "forward(" + inputs + ") failed: " + RootCause(std::string(e.what())));
+    throw TypedError(ErrorKind::Forward, "forward(" + DescribeInputs(stack) + ") failed: " + RootCause(std::string(e.what())));
   }
 }
 
@@ -281,7 +281,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forward: inputs must be an array");
     const auto& schema = module.get_method("forward").function().getSchema();
     std::vector<c10::IValue> stack = ArgumentsFromJs(env, schema, info[0].As<Napi::Array>());
-    c10::IValue output = RunForward(module, std::move(stack), GradOption(info[1]));
+    c10::IValue output = RunForward(module, stack, GradOption(info[1]));
     return FromIValue(env, output);
   });
 }
@@ -323,7 +323,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
       } else {
         try {
           ApplyIntraOpThreads();
-          job->output = RunForward(*job->module, std::move(job->inputs), job->grad);
+          job->output = RunForward(*job->module, job->inputs, job->grad);
         } catch (const TypedError& e) {
           job->failure = FailureInfo{e.kind(), e.what(), {}};
         } catch (const std::exception& e) {
