@@ -11,7 +11,8 @@
 //   3. the system libtorch               Debian/Ubuntu `libtorch-dev` (LIBTORCH_SYSTEM_DIRS, a
 //                                        colon-separated list, replaces where to look)
 //
-// Usage: node scripts/libtorch.js [--json | --cmake | --gyp FIELD | --report]
+// Usage: node scripts/libtorch.js [--json | --cmake | --gyp FIELD | --report | --python]
+// (--python prints the Python that imports torch, used to generate the test fixtures)
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -102,6 +103,19 @@ function pythonCandidates(env) {
   return ['python3', '/usr/bin/python3'];
 }
 
+/** The first Python that imports torch (for generating fixtures), or null. */
+function findPythonWithTorch(env = process.env) {
+  for (const python of pythonCandidates(env)) {
+    try {
+      execFileSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
+      return python;
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}
+
 function fromPython(env) {
   const errors = [];
   for (const python of pythonCandidates(env)) {
@@ -172,6 +186,15 @@ function report(info) {
 }
 
 function main(argv) {
+  if (argv[0] === '--python') {
+    const python = findPythonWithTorch();
+    if (!python) {
+      process.stderr.write(`no Python with torch among ${pythonCandidates(process.env).join(', ')}: run 'bash scripts/setup.sh' (installs python3-torch) or set PYTHON\n`);
+      process.exit(1);
+    }
+    process.stdout.write(python + '\n');
+    return;
+  }
   let info;
   try {
     info = findLibtorch();
@@ -210,11 +233,11 @@ function main(argv) {
   } else if (mode === '--report') {
     process.stdout.write(report(info) + '\n');
   } else {
-    process.stderr.write(`unknown option ${mode}: --json, --cmake, --gyp FIELD or --report\n`);
+    process.stderr.write(`unknown option ${mode}: --json, --cmake, --gyp FIELD, --report or --python\n`);
     process.exit(2);
   }
 }
 
-module.exports = { findLibtorch, LibtorchNotFound, linkFlags, report };
+module.exports = { findLibtorch, findPythonWithTorch, LibtorchNotFound, linkFlags, report };
 
 if (require.main === module) main(process.argv.slice(2));

@@ -3,7 +3,7 @@
 # they are already there for this torch version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=$(bash scripts/python-torch.sh)
+python=$(node scripts/libtorch.js --python)
 out=test/fixtures/generated
 version=$("$python" -c 'import torch; print(torch.__version__)')
 if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$version" ] && [ "$out/STAMP" -nt scripts/make_fixtures.py ]; then

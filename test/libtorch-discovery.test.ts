@@ -49,6 +49,16 @@ describe('libtorch discovery (scripts/libtorch.js)', () => {
     expect(result.stderr).toMatch(/3\. the system package: apt-get install libtorch-dev/);
   });
 
+  it('names the Python that generates fixtures, or says how to get one', () => {
+    const found = probe(['--python'], {});
+    expect(found.status).toBe(0);
+    const python = found.stdout.trim();
+    expect(spawnSync(python, ['-c', 'import torch'], { env: { PATH: process.env.PATH ?? '' } }).status).toBe(0);
+    const missing = probe(['--python'], { PYTHON: '/nonexistent/python' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain("no Python with torch among /nonexistent/python: run 'bash scripts/setup.sh'");
+  });
+
   it('links CUDA libraries with --no-as-needed', () => {
     const { linkFlags } = require(script) as { linkFlags: (info: unknown) => string[] };
     const flags = linkFlags({ libDir: '/x/lib', libraries: ['torch', 'torch_cpu', 'c10'], cudaLibraries: ['torch_cuda', 'c10_cuda'] });
