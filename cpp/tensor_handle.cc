@@ -273,7 +273,7 @@ TENSOR_METHOD(ToArray, DType, {
 
 TENSOR_METHOD(SameStorage, Torch, {
   const at::Tensor& t = Live("sameStorage");
-  const at::Tensor& other = From(env, info[0], "sameStorage(other)");
+  at::Tensor other = From(env, info[0], "sameStorage(other)");  // a copy: g++ 14 misreads a reference here as dangling
   return Napi::Boolean::New(env, t.has_storage() && other.has_storage() && t.storage().is_alias_of(other.storage()));
 })
 
