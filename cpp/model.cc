@@ -345,21 +345,25 @@ void ModelHandle::CompleteForward(napi_env rawEnv, napi_value, void* context, vo
   if (!rawEnv) return;  // the environment is being torn down
   Napi::Env env(rawEnv);
   auto* self = static_cast<ModelHandle*>(context);
-  Napi::HandleScope scope(env);
+  // Nothing may escape a call_js callback (it would std::terminate). While a worker is being
+  // terminated every Node-API call fails and node-addon-api turns each failure into an exception,
+  // including the Reject meant to report the first one; there is nobody left to tell.
   try {
-    if (job->failure) {
-      job->deferred.Reject(MakeError(env, job->failure->kind, job->failure->message, job->failure->detail).Value());
-    } else {
-      job->deferred.Resolve(Guarded(env, ErrorKind::Torch, "Model.forwardAsync", [&] { return FromIValue(env, job->output); }));
+    Napi::HandleScope scope(env);
+    try {
+      if (job->failure) {
+        job->deferred.Reject(MakeError(env, job->failure->kind, job->failure->message, job->failure->detail).Value());
+      } else {
+        job->deferred.Resolve(Guarded(env, ErrorKind::Torch, "Model.forwardAsync", [&] { return FromIValue(env, job->output); }));
+      }
+    } catch (const Napi::Error& e) {
+      job->deferred.Reject(e.Value());
     }
-  } catch (const Napi::Error& e) {
-    job->deferred.Reject(e.Value());
   } catch (...) {
-    job->deferred.Reject(Napi::Error::New(env, "Model.forwardAsync: unexpected failure").Value());
   }
   if (--self->inFlight_ == 0) {
     self->completions_->Unref(rawEnv);
-    self->Unref();
+    napi_reference_unref(rawEnv, static_cast<napi_ref>(*self), nullptr);  // Unref() would throw
   }
 }
 

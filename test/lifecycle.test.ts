@@ -44,27 +44,30 @@ describe('process and environment lifecycle', () => {
     expect(result.status).toBe(0);
   });
 
-  it('survives terminating a worker with a forward in flight, and workers have their own handles', async () => {
-    const worker = new Worker(
-      `
-      const { parentPort } = require('node:worker_threads');
-      ${setup}
-      model.forward(ids());
-      parentPort.postMessage('ready');
-      for (let i = 0; i < 50; i++) model.forwardAsync(ids());
-      `,
-      { eval: true, env: { ...process.env, FIXTURE: fixture('gpt2_traced.pt') }, workerData: null },
-    );
-    process.chdir(root);
-    await new Promise<void>((resolve, reject) => {
-      worker.once('message', () => resolve());
-      worker.once('error', reject);
-    });
-    const code = await worker.terminate();
-    expect(code).toBe(1);
-    // the main environment still works after the worker's teardown
-    const again = runScript(`${setup} console.log(model.forward(ids()).shape.join('x'));`);
-    expect(again.stdout.trim()).toBe('1x8x64');
+  it('survives terminating workers with forwards in flight, and workers have their own handles', () => {
+    // Ten terminations in a child process: a crash during teardown (it once happened about one time
+    // in four) shows as a signal here instead of taking the vitest worker down.
+    const result = runScript(`
+      const { Worker } = require('node:worker_threads');
+      const source = \`
+        const { parentPort } = require('node:worker_threads');
+        ${setup.replace(/`/g, '\\`')}
+        model.forward(ids());
+        parentPort.postMessage('ready');
+        for (let i = 0; i < 50; i++) model.forwardAsync(ids());\`;
+      (async () => {
+        const codes = [];
+        for (let i = 0; i < 10; i++) {
+          const worker = new Worker(source, { eval: true });
+          await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+          codes.push(await worker.terminate());
+        }
+        ${setup}
+        console.log(JSON.stringify({ codes, shape: model.forward(ids()).shape }));
+      })();`, 60_000);
+    expect(result.signal).toBeNull();
+    expect(result.stderr).not.toContain('terminate called');
+    expect(JSON.parse(result.stdout)).toEqual({ codes: Array(10).fill(1), shape: [1, 8, 64] });
   });
 
   it('loads in several workers at once', async () => {
