@@ -9,6 +9,7 @@
 #include "addon_state.h"
 #include "cpu_fusion.h"
 #include "errors.h"
+#include "hook_kernel.h"
 #include "model.h"
 #include "tensor_handle.h"
 #include "threads.h"
@@ -96,6 +97,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensor = TensorHandle::Define(env);
   Napi::Function model = ModelHandle::Define(env);
   Napi::Function abortToken = AbortToken::Define(env);
+  Napi::Function kernel = KernelHandle::Define(env);
+  state->kernelConstructor = Napi::Persistent(kernel);
   state->tensorConstructor = Napi::Persistent(tensor);
   state->modelConstructor = Napi::Persistent(model);
   state->abortTokenConstructor = Napi::Persistent(abortToken);
@@ -103,6 +106,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeTensor", tensor);
   exports.Set("NativeModel", model);
   exports.Set("AbortToken", abortToken);
+  exports.Set("NativeKernel", kernel);
+  exports.Set("createKernel", Napi::Function::New<KernelHandle::Create>(env, "createKernel"));
+  exports.Set("kernelNames", Napi::Function::New<KernelHandle::Names>(env, "kernelNames"));
   exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env, "setErrorClasses"));
   exports.Set("fromTypedArray", Napi::Function::New<TensorHandle::FromTypedArray>(env, "fromTypedArray"));
   exports.Set("loadModel", Napi::Function::New<ModelHandle::Load>(env, "loadModel"));

@@ -24,6 +24,7 @@ struct AddonState {
   Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference modelConstructor;
   Napi::FunctionReference abortTokenConstructor;
+  Napi::FunctionReference kernelConstructor;
   std::array<Napi::FunctionReference, static_cast<size_t>(ErrorKind::Count)> errorClasses;
 
   std::shared_ptr<StorageRegistry> storages;

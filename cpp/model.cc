@@ -3,7 +3,6 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <regex>
 #include <sstream>
 
 #include <torch/version.h>
@@ -13,6 +12,7 @@
 #include "addon_state.h"
 #include "dtype.h"
 #include "errors.h"
+#include "hook_points.h"
 #include "ivalue_convert.h"
 #include "js_values.h"
 #include "js_memory.h"
@@ -22,14 +22,6 @@
 namespace easyroutine {
 
 namespace {
-
-// "__torch__.model.___torch_mangle_3.Block" -> "model.Block"
-std::string TypeName(const torch::jit::Module& module) {
-  auto name = module.type()->name();
-  if (!name) return "Module";
-  static const std::regex kNoise("(^__torch__\\.)|(___torch_mangle_[0-9]+\\.)");
-  return std::regex_replace(name->qualifiedName(), kNoise, "");
-}
 
 std::string DescribeInputs(const std::vector<c10::IValue>& stack) {
   std::ostringstream out;
@@ -53,20 +45,53 @@ struct FailureInfo {
   std::string detail;
 };
 
-// Runs forward with autograd off unless `grad`; failures become a Forward error naming the inputs
-// (described only then: a successful forward does no string work).
-c10::IValue RunForward(torch::jit::Module& module, const std::vector<c10::IValue>& stack, bool grad) {
+// Runs forward with autograd off unless `grad`, through the hooked graph when there are hooks.
+// Failures become a Forward error naming the inputs (described only then: a successful forward does
+// no string work); a failing hook surfaces as HookFailure, whatever the interpreter wrapped it in.
+c10::IValue RunForward(torch::jit::Module& module, const std::vector<c10::IValue>& stack, bool grad, ForwardHooks* hooks) {
   try {
     std::optional<torch::NoGradGuard> noGrad;
     if (!grad) noGrad.emplace();
-    return module.forward(stack);
+    if (!hooks) return module.forward(stack);
+    ScopedTapSink sink(hooks);
+    return hooks->graph().Run(module, stack);
+  } catch (const HookFailure&) {
+    throw;
   } catch (const c10::Error& e) {
+    if (hooks && hooks->failed()) throw HookFailure(hooks->failureMessage());
     throw TypedError(ErrorKind::Forward, "forward(" + DescribeInputs(stack) + ") failed: " + RootCause(e));
   } catch (const TypedError&) {
     throw;
   } catch (const std::exception& e) {
+    if (hooks && hooks->failed()) throw HookFailure(hooks->failureMessage());
     throw TypedError(ErrorKind::Forward, "forward(" + DescribeInputs(stack) + ") failed: " + RootCause(std::string(e.what())));
   }
+}
+
+// Records the shape each tap site first sees.
+class ShapeSink : public TapSink {
+ public:
+  explicit ShapeSink(size_t sites) : shapes_(sites) {}
+  at::Tensor OnTap(int64_t site, const at::Tensor& value) override {
+    if (site >= 0 && static_cast<size_t>(site) < shapes_.size() && !shapes_[site]) shapes_[site] = value.sizes().vec();
+    return value;
+  }
+  const std::vector<std::optional<std::vector<int64_t>>>& shapes() const { return shapes_; }
+
+ private:
+  std::vector<std::optional<std::vector<int64_t>>> shapes_;
+};
+
+std::vector<std::string> StringList(const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must be an array of hook point names");
+  Napi::Array array = value.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < array.Length(); ++i) {
+    Napi::Value item = array.Get(i);
+    if (!item.IsString()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must be an array of hook point names");
+    out.push_back(item.As<Napi::String>().Utf8Value());
+  }
+  return out;
 }
 
 // Async forwards must not read JS memory that JS can detach or transfer meanwhile: copy it.
@@ -107,6 +132,7 @@ struct ModelHandle::AsyncForward {
   std::vector<c10::IValue> inputs;
   bool grad;
   AbortFlag abort;
+  std::unique_ptr<ForwardHooks> hooks;
   c10::IValue output;
   std::optional<FailureInfo> failure;
 };
@@ -117,6 +143,10 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::Modules>("modules"),
                          InstanceMethod<&ModelHandle::Parameters>("parameters"),
                          InstanceMethod<&ModelHandle::Signature>("signature"),
+                         InstanceMethod<&ModelHandle::HookPoints>("hookPoints"),
+                         InstanceMethod<&ModelHandle::HookPointShapes>("hookPointShapes"),
+                         InstanceMethod<&ModelHandle::HookedGraphInfo>("hookedGraph"),
+                         InstanceMethod<&ModelHandle::ValidateHookPoints>("validateHookPoints"),
                          InstanceMethod<&ModelHandle::Forward>("forward"),
                          InstanceMethod<&ModelHandle::ForwardAsync>("forwardAsync"),
                          InstanceMethod<&ModelHandle::SetTraining>("setTraining"),
@@ -189,12 +219,14 @@ ModelHandle::ModelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Mode
 ModelHandle::~ModelHandle() { ShutDown(); }
 
 void ModelHandle::ShutDown() {
+  stopping_->store(true);
   if (thread_) {
     thread_->Stop();
     thread_->Join();
     thread_.reset();
   }
   if (completions_) completions_->Release();
+  if (hookCalls_) hookCalls_->Release();
   if (cleanupRegistered_) {
     napi_remove_env_cleanup_hook(env_, &ModelHandle::OnEnvTeardown, this);
     cleanupRegistered_ = false;
@@ -221,7 +253,7 @@ Napi::Value ModelHandle::Modules(const Napi::CallbackInfo& info) {
     auto describe = [&](const std::string& path, const torch::jit::Module& module) {
       Napi::Object entry = Napi::Object::New(env);
       entry.Set("path", path);
-      entry.Set("type", TypeName(module));
+      entry.Set("type", ModuleTypeName(module));
       Napi::Array params = Napi::Array::New(env);
       uint32_t p = 0;
       for (const auto& param : module.named_parameters(/*recurse=*/false)) {
@@ -273,6 +305,94 @@ Napi::Value ModelHandle::Signature(const Napi::CallbackInfo& info) {
   });
 }
 
+std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller) {
+  if (!options.IsObject()) return nullptr;
+  Napi::Value specs = options.As<Napi::Object>().Get("hooks");
+  if (specs.IsUndefined() || specs.IsNull()) return nullptr;
+  if (!specs.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hooks must be an array");
+  if (specs.As<Napi::Array>().Length() == 0) return nullptr;
+  auto hooks = std::make_unique<ForwardHooks>(env, specs.As<Napi::Array>(), caller);
+  hooks->Bind(hookedGraphs_.Get(Live(caller), hooks->points()));
+  return hooks;
+}
+
+// hookPoints() -> [{name, module, type, kind, layer}]
+Napi::Value ModelHandle::HookPoints(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Torch, "Model.hookPoints", [&]() -> Napi::Value {
+    auto graph = hookedGraphs_.All(Live("hookPoints"));
+    Napi::Array out = Napi::Array::New(env, graph->sites.size());
+    for (size_t i = 0; i < graph->executionOrder.size(); ++i) {
+      const HookPoint& point = graph->sites[graph->executionOrder[i]];
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("name", point.name);
+      entry.Set("module", point.modulePath);
+      entry.Set("type", point.moduleType);
+      entry.Set("kind", point.kind);
+      entry.Set("layer", point.layer < 0 ? env.Null() : Napi::Number::New(env, point.layer));
+      out.Set(static_cast<uint32_t>(i), entry);
+    }
+    return out;
+  });
+}
+
+// hookPointShapes(args) -> [[name, shape | null]]: the shape at every point for these inputs.
+Napi::Value ModelHandle::HookPointShapes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Forward, "Model.hookPointShapes", [&]() -> Napi::Value {
+    torch::jit::Module& module = Live("hookPointShapes");
+    if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.hookPointShapes: inputs must be an array");
+    std::vector<c10::IValue> stack = ArgumentsFromJs(env, module.get_method("forward").function().getSchema(), info[0].As<Napi::Array>());
+    auto graph = hookedGraphs_.All(module);
+    ShapeSink sink(graph->sites.size());
+    {
+      torch::NoGradGuard noGrad;
+      ScopedTapSink scoped(&sink);
+      try {
+        graph->Run(module, stack);
+      } catch (const c10::Error& e) {
+        throw TypedError(ErrorKind::Forward, "Model.hookPointShapes: forward(" + DescribeInputs(stack) + ") failed: " + RootCause(e));
+      }
+    }
+    Napi::Array out = Napi::Array::New(env, graph->sites.size());
+    for (size_t i = 0; i < graph->sites.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, graph->sites[i].name);
+      const auto& shape = sink.shapes()[i];
+      pair.Set(1u, shape ? ShapeArray(env, *shape) : env.Null());
+      out.Set(static_cast<uint32_t>(i), pair);
+    }
+    return out;
+  });
+}
+
+Napi::Value ModelHandle::ValidateHookPoints(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Torch, "Model.validateHookPoints", [&]() -> Napi::Value {
+    std::vector<std::string> names = StringList(info.Length() > 0 ? info[0] : env.Undefined(), "hook point names");
+    hookedGraphs_.Validate(Live("addHook"), std::set<std::string>(names.begin(), names.end()));
+    return env.Undefined();
+  });
+}
+
+// hookedGraph(names) -> {graph, buildMilliseconds, sites}: a fresh (uncached) build, for inspection
+// and for measuring the build.
+Napi::Value ModelHandle::HookedGraphInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Torch, "Model.hookedGraph", [&]() -> Napi::Value {
+    torch::jit::Module& module = Live("hookedGraph");
+    std::vector<std::string> names = StringList(info.Length() > 0 ? info[0] : env.Undefined(), "Model.hookedGraph: names");
+    hookedGraphs_.Validate(module, std::set<std::string>(names.begin(), names.end()));
+    std::vector<std::string> missing;
+    auto graph = BuildHookedGraph(module, SitePlan::Only(std::set<std::string>(names.begin(), names.end())), &missing);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("graph", graph->function->graph()->toString());
+    out.Set("buildMilliseconds", graph->buildMilliseconds);
+    out.Set("sites", Napi::Number::New(env, static_cast<double>(graph->sites.size())));
+    return out;
+  });
+}
+
 // forward(args, options)
 Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -281,7 +401,14 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forward: inputs must be an array");
     const auto& schema = module.get_method("forward").function().getSchema();
     std::vector<c10::IValue> stack = ArgumentsFromJs(env, schema, info[0].As<Napi::Array>());
-    c10::IValue output = RunForward(module, stack, GradOption(info[1]));
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward");
+    if (hooks) hooks->RunJsInline(env);  // closures run right here: this is the JS thread
+    c10::IValue output;
+    try {
+      output = RunForward(module, stack, GradOption(info[1]), hooks.get());
+    } catch (const HookFailure&) {
+      throw hooks->Failure(env);
+    }
     return FromIValue(env, output);
   });
 }
@@ -289,6 +416,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
 void ModelHandle::StartThread(Napi::Env env) {
   if (thread_) return;
   completions_ = std::make_unique<ThreadSafeFunction>(env, "easyroutine:forward", this, &ModelHandle::CompleteForward);
+  hookCalls_ = std::make_unique<ThreadSafeFunction>(env, "easyroutine:hook", nullptr, &ForwardHooks::CallJs);
   // Registered after the thread-safe function, so at teardown it runs first (hooks run in reverse
   // order) and joins the thread while the function can still be called.
   napi_add_env_cleanup_hook(env, &ModelHandle::OnEnvTeardown, this);
@@ -307,8 +435,10 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     for (auto& value : stack) OwnInputs(value);
     StartThread(env);
 
-    auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]),
-                                 AbortToken::FlagOf(env, info[2]), {}, {}};
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync");
+    AbortFlag abort = AbortToken::FlagOf(env, info[2]);
+    if (hooks) hooks->RunJsThrough(hookCalls_.get(), stopping_, abort);
+    auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]), abort, std::move(hooks), {}, {}};
     Napi::Promise promise = job->deferred.Promise();
     if (inFlight_++ == 0) {
       Ref();  // the model stays alive while a forward is in flight
@@ -323,7 +453,9 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
       } else {
         try {
           ApplyIntraOpThreads();
-          job->output = RunForward(*job->module, job->inputs, job->grad);
+          job->output = RunForward(*job->module, job->inputs, job->grad, job->hooks.get());
+        } catch (const HookFailure&) {
+          job->failure = FailureInfo{job->hooks->failureKind(), job->hooks->failureMessage(), {}};
         } catch (const TypedError& e) {
           job->failure = FailureInfo{e.kind(), e.what(), {}};
         } catch (const std::exception& e) {
@@ -333,6 +465,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
       job->inputs.clear();
       job->module.reset();
       if (InferenceThread::ProcessExiting() || completions->Call(job, napi_tsfn_blocking) != napi_ok) {
+        if (job->hooks) job->hooks->Abandon();  // off the JS thread: leak its JS references, never touch them
         delete job;
       }
     });
@@ -351,7 +484,9 @@ void ModelHandle::CompleteForward(napi_env rawEnv, napi_value, void* context, vo
   try {
     Napi::HandleScope scope(env);
     try {
-      if (job->failure) {
+      if (job->hooks && job->hooks->failed()) {
+        job->deferred.Reject(job->hooks->Failure(env).Value());
+      } else if (job->failure) {
         job->deferred.Reject(MakeError(env, job->failure->kind, job->failure->message, job->failure->detail).Value());
       } else {
         job->deferred.Resolve(Guarded(env, ErrorKind::Torch, "Model.forwardAsync", [&] { return FromIValue(env, job->output); }));
@@ -371,6 +506,7 @@ Napi::Value ModelHandle::SetTraining(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Torch, "Model.setTraining", [&]() -> Napi::Value {
     Live(info[0].ToBoolean().Value() ? "train" : "eval").train(info[0].ToBoolean().Value());
+    hookedGraphs_.Clear();  // hooked graphs fold the training flags
     return env.Undefined();
   });
 }

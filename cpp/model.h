@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include "hook_dispatch.h"
+#include "hooked_graph.h"
 #include "inference_thread.h"
 #include "threadsafe_function.h"
 
@@ -30,11 +32,17 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   torch::jit::Module& Live(const char* method);
   void StartThread(Napi::Env env);
+  // The hooks of options.hooks bound to their hooked graph, or nullptr when there are none.
+  std::unique_ptr<ForwardHooks> HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller);
   void ShutDown();
 
   Napi::Value Modules(const Napi::CallbackInfo& info);
   Napi::Value Parameters(const Napi::CallbackInfo& info);
   Napi::Value Signature(const Napi::CallbackInfo& info);
+  Napi::Value HookPoints(const Napi::CallbackInfo& info);
+  Napi::Value HookPointShapes(const Napi::CallbackInfo& info);
+  Napi::Value HookedGraphInfo(const Napi::CallbackInfo& info);
+  Napi::Value ValidateHookPoints(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value ForwardAsync(const Napi::CallbackInfo& info);
   Napi::Value SetTraining(const Napi::CallbackInfo& info);
@@ -50,6 +58,10 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   std::unique_ptr<InferenceThread> thread_;
   std::unique_ptr<ThreadSafeFunction> completions_;  // delivers results to the JS thread
+  std::unique_ptr<ThreadSafeFunction> hookCalls_;    // runs JS hooks of async forwards on the JS thread
+  // Set at teardown: forwards waiting on a JS hook give up instead of blocking the join.
+  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
+  HookedGraphCache hookedGraphs_;
   napi_env env_ = nullptr;
   int inFlight_ = 0;
   bool cleanupRegistered_ = false;

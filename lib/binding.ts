@@ -59,12 +59,30 @@ export interface NativeAbortToken {
   aborted(): boolean;
 }
 
+export interface NativeKernel {
+  results(): unknown;
+  reset(): void;
+  name(): string;
+}
+
+export interface NativeHookPoint {
+  name: string;
+  module: string;
+  type: string;
+  kind: string;
+  layer: number | null;
+}
+
 export interface NativeModel {
+  hookPoints(): NativeHookPoint[];
+  hookPointShapes(args: unknown[]): [string, number[] | null][];
+  hookedGraph(names: string[]): { graph: string; buildMilliseconds: number; sites: number };
+  validateHookPoints(names: string[]): void;
   modules(): NativeModuleInfo[];
   parameters(): [string, NativeTensor][];
   signature(): string;
-  forward(args: unknown[], options: { grad?: boolean }): unknown;
-  forwardAsync(args: unknown[], options: { grad?: boolean }, token: NativeAbortToken | null): Promise<unknown>;
+  forward(args: unknown[], options: { grad?: boolean; hooks?: unknown[] }): unknown;
+  forwardAsync(args: unknown[], options: { grad?: boolean; hooks?: unknown[] }, token: NativeAbortToken | null): Promise<unknown>;
   setTraining(training: boolean): void;
   isTraining(): boolean;
   device(): string;
@@ -85,6 +103,9 @@ export interface NativeBinding {
   NativeTensor: abstract new (...args: never[]) => NativeTensor;
   NativeModel: abstract new (...args: never[]) => NativeModel;
   AbortToken: new () => NativeAbortToken;
+  NativeKernel: abstract new (...args: never[]) => NativeKernel;
+  createKernel(name: string, options: Record<string, unknown>): NativeKernel;
+  kernelNames(): Record<string, string>;
   setErrorClasses(classes: typeof errorClasses): void;
   fromTypedArray(data: TensorData | Uint8ClampedArray, shape: number[], dtype: string | null, share: boolean): NativeTensor;
   loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;

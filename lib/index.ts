@@ -33,6 +33,18 @@ export {
   type ModuleInfo,
   type NamedShape,
 } from './model';
+export {
+  NativeHook,
+  nativeHook,
+  nativeHookKernels,
+  type Hook,
+  type HookContext,
+  type HookFunction,
+  type HookHandle,
+  type HookMap,
+  type HookPoint,
+  type HookPointKind,
+} from './hooks';
 export { runtimeInfo, setNumThreads, getNumThreads, setCpuFusion, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
 export {
   EasyroutineError,

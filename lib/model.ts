@@ -4,6 +4,7 @@
  */
 import { native, type NativeModel } from './binding';
 import { AbortError, InvalidArgumentError } from './errors';
+import { toNativeSpec, type Hook, type HookHandle, type HookMap, type HookPoint, type HookPointKind, type NativeHookSpec } from './hooks';
 import { Tensor, type Device } from './tensor';
 
 /** A value a model's forward accepts: tensors, numbers, strings, booleans, null, and arrays/objects of them. */
@@ -50,6 +51,12 @@ export interface LoadOptions {
 export interface ForwardOptions {
   /** Record the autograd graph (default false: outputs do not require grad). */
   grad?: boolean;
+  /**
+   * Hooks for this call only, by point name (see {@link Model.hookPoints}); they run after the
+   * model's persistent hooks on the same point. With no hooks at all the original forward runs
+   * untouched; otherwise a graph with taps at exactly these points runs (built once per set of points).
+   */
+  hooks?: HookMap;
 }
 
 /** Options of {@link Model.forwardAsync}. */
@@ -88,9 +95,16 @@ export function fromNative(value: unknown): ModelOutput {
 
 const registry = new FinalizationRegistry<NativeModel>((handle) => handle.dispose());
 
+interface PersistentHook {
+  point: string;
+  hook: Hook;
+}
+
 /** A loaded TorchScript model. Create with {@link loadModel}. */
 export class Model implements Disposable {
   readonly #handle: NativeModel;
+  #hooks: PersistentHook[] = [];
+  #points: Map<string, HookPoint> | undefined;
   /** The file the model was loaded from. */
   readonly path: string;
 
@@ -122,16 +136,95 @@ export class Model implements Disposable {
   }
 
   /**
+   * Every hook point of the forward, in the order the forward reaches them: each module's input and
+   * output by full path, and the internals of every attention found in the graph. See
+   * {@link HookPoint} for the naming.
+   */
+  hookPoints(): HookPoint[] {
+    return [...this.#pointMap().values()];
+  }
+
+  /** The shape of the value at every hook point for these inputs (null where the forward did not pass). */
+  hookPointShapes(inputs: ModelInput | ModelInput[]): Map<string, number[] | null> {
+    return new Map(this.#handle.hookPointShapes(argumentList(inputs)));
+  }
+
+  /**
+   * The TorchScript IR of the graph that runs for this set of points, and how long building it took
+   * (built afresh; forwards use a cached one). For inspection and benchmarks.
+   */
+  hookedGraph(points: string[]): { graph: string; buildMilliseconds: number } {
+    const { graph, buildMilliseconds } = this.#handle.hookedGraph(points);
+    return { graph, buildMilliseconds };
+  }
+
+  /**
+   * Adds a hook that runs on every later forward (sync and async) until removed. Persistent hooks
+   * on a point run before per-call hooks, in the order they were added. An unknown point throws an
+   * {@link InvalidArgumentError} suggesting the closest names.
+   */
+  addHook(point: string, hook: Hook): HookHandle {
+    if (typeof point !== 'string') throw new InvalidArgumentError('Model.addHook: point must be a string');
+    toNativeSpec(point, hook, undefined);
+    this.#handle.validateHookPoints([point]);
+    const entry: PersistentHook = { point, hook };
+    this.#hooks.push(entry);
+    const remove = () => {
+      const index = this.#hooks.indexOf(entry);
+      if (index >= 0) this.#hooks.splice(index, 1);
+    };
+    return { point, remove, [Symbol.dispose]: remove };
+  }
+
+  /** Removes every persistent hook, or those on one point. */
+  clearHooks(point?: string): void {
+    this.#hooks = point === undefined ? [] : this.#hooks.filter((h) => h.point !== point);
+  }
+
+  /** The persistent hooks, in run order. */
+  get hooks(): ReadonlyArray<{ point: string; hook: Hook }> {
+    return this.#hooks.map(({ point, hook }) => ({ point, hook }));
+  }
+
+  #pointMap(): Map<string, HookPoint> {
+    if (!this.#points) {
+      this.#points = new Map(
+        this.#handle.hookPoints().map((p) => [p.name, Object.freeze({ ...p, kind: p.kind as HookPointKind })]),
+      );
+    }
+    return this.#points;
+  }
+
+  #nativeOptions(options: ForwardOptions): { grad: boolean; hooks?: NativeHookSpec[] } {
+    const grad = options.grad ?? false;
+    const perCall = options.hooks;
+    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return { grad };
+    if (perCall !== undefined && (perCall === null || typeof perCall !== 'object' || Array.isArray(perCall))) {
+      throw new InvalidArgumentError('forward: options.hooks must be an object of point name -> hook or hooks');
+    }
+    const specs: NativeHookSpec[] = [];
+    const points = this.#pointMap();
+    for (const { point, hook } of this.#hooks) specs.push(toNativeSpec(point, hook, points.get(point)));
+    for (const [point, hooks] of Object.entries(perCall ?? {})) {
+      for (const hook of Array.isArray(hooks) ? hooks : [hooks]) specs.push(toNativeSpec(point, hook, points.get(point)));
+    }
+    return specs.length ? { grad, hooks: specs } : { grad };
+  }
+
+  /**
    * Runs forward on the calling thread. `inputs` is the argument list (a single non-array value
    * is taken as the only argument); arrays inside it become tuples or lists as the model declares.
+   * JS hooks run inline on this thread.
    */
   forward(inputs: ModelInput | ModelInput[], options: ForwardOptions = {}): ModelOutput {
-    return fromNative(this.#handle.forward(argumentList(inputs), { grad: options.grad ?? false }));
+    return fromNative(this.#handle.forward(argumentList(inputs), this.#nativeOptions(options)));
   }
 
   /**
    * Runs forward on this model's inference thread, leaving the JS thread free. Tensors over JS
-   * memory are copied first, so the caller may reuse its buffers at once.
+   * memory are copied first, so the caller may reuse its buffers at once. JS hooks still run on the
+   * JS thread (the forward waits for each), with the forward's grad mode applied; the signal is
+   * checked before each hook as well as before the forward starts.
    */
   async forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions = {}): Promise<ModelOutput> {
     const { signal } = options;
@@ -140,7 +233,7 @@ export class Model implements Disposable {
     const onAbort = () => token?.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return fromNative(await this.#handle.forwardAsync(argumentList(inputs), { grad: options.grad ?? false }, token));
+      return fromNative(await this.#handle.forwardAsync(argumentList(inputs), this.#nativeOptions(options), token));
     } catch (error) {
       if (error instanceof AbortError && signal?.aborted) throw signal.reason;
       throw error;
@@ -157,6 +250,7 @@ export class Model implements Disposable {
   /** Switches to training mode (dropout on) or back; returns the model. */
   train(mode = true): this {
     this.#handle.setTraining(mode);
+    this.#points = undefined;
     return this;
   }
 

@@ -247,6 +247,127 @@ class WithDropout(nn.Module):
         return self.drop(x)
 
 
+# ---------------------------------------------------------------- scripted control flow
+class BranchyAttention(nn.Module):
+    """Plain (non-Final) attributes drive branches, and the softmax sits inside one of them; both
+    instances share one scripted type and graph, so only per-instance folding tells them apart."""
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool):
+        super().__init__()
+        self.causal = causal
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        hs = C // self.n_heads
+        q = q.view(B, T, self.n_heads, hs).transpose(1, 2)
+        k = k.view(B, T, self.n_heads, hs).transpose(1, 2)
+        v = v.view(B, T, self.n_heads, hs).transpose(1, 2)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hs)
+        if self.causal:
+            keep = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+            scores = scores.masked_fill(keep.logical_not(), float("-inf"))
+            probs = scores.softmax(-1)
+        else:
+            probs = scores.softmax(-1)
+        if self.training:
+            probs = F.dropout(probs, 0.1)
+        return self.out((probs @ v).transpose(1, 2).reshape(B, T, C))
+
+
+class Branchy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(32, 16)
+        self.blocks = nn.ModuleList([BranchyAttention(16, 2, True), BranchyAttention(16, 2, False)])
+        self.head = nn.Linear(16, 32)
+
+    def forward(self, ids: torch.Tensor) -> Dict[str, torch.Tensor]:
+        h = self.embed(ids)
+        for block in self.blocks:
+            h = h + block(h)
+        return {"logits": self.head(h), "hidden": h}
+
+
+# ---------------------------------------------------------------- fused attention (torch >= 2.5)
+class SdpaAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, mode: str, ctx: int):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.mode = n_heads, n_kv_heads, mode
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
+        self.o_proj = nn.Linear(d_model, d_model)
+        g = torch.Generator().manual_seed(99)
+        self.register_buffer("bool_mask", (torch.rand(ctx, ctx, generator=g) > 0.4) | torch.eye(ctx, dtype=torch.bool))
+        self.register_buffer("add_mask", torch.randn(ctx, ctx, generator=g))
+
+    def qkv(self, x):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
+
+    def masks(self, T):
+        return self.bool_mask[:T, :T], self.add_mask[:T, :T]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.qkv(x)
+        bool_mask, add_mask = self.masks(T)
+        if self.mode == "causal":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif self.mode == "bool":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask)
+        elif self.mode == "additive":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=add_mask)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def internals(self, x: torch.Tensor, edit=None):
+        """The same attention written out: what the hook points must see."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(x)
+        bool_mask, add_mask = self.masks(T)
+        groups = self.n_heads // self.n_kv_heads
+        kr, vr = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
+        scores = q @ kr.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if self.mode in ("causal", "gqa"):
+            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        elif self.mode == "bool":
+            scores = scores.masked_fill(~bool_mask, float("-inf"))
+        else:
+            scores = scores + add_mask
+        pattern = scores.softmax(-1)
+        if edit is not None:
+            pattern = edit(pattern)
+        head_output = pattern @ vr
+        out = self.o_proj(head_output.transpose(1, 2).reshape(B, T, C))
+        return dict(queries=q, keys=k, values=v, scores=scores, pattern=pattern, head_output=head_output), out
+
+
+class SdpaModel(nn.Module):
+    MODES = ("causal", "bool", "additive", "gqa")
+
+    def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.layers = nn.ModuleList([SdpaAttention(d_model, n_heads, 2 if m == "gqa" else n_heads, m, ctx) for m in self.MODES])
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)
+        for layer in self.layers:
+            h = h + layer(h)
+        return self.head(h)
+
+
 FAMILIES = {
     "gpt2": dict(cls=GPT, config=dict(vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16), seed=1234),
     "llama": dict(cls=Llama, config=dict(vocab=64, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, ctx=16), seed=4321),
@@ -296,6 +417,134 @@ def build_family(name: str, out_dir: str):
     }
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(reference, f)
+    blocks = "transformer.h" if name == "gpt2" else "model.layers"
+    attn = "attn" if name == "gpt2" else "self_attn"
+    attention_paths = [f"{blocks}.{i}.{attn}" for i in range(spec["config"]["n_layers"])]
+    edits = {
+        "zero_head_1_2": (f"{blocks}.1.{attn}", "pattern", zero_head(2)),
+        "copy_resid_0_5_to_3": (f"{blocks}.0", "output", copy_position(5, 3)),
+    }
+    with open(os.path.join(out_dir, f"{name}_hooks.json"), "w") as f:
+        json.dump(hook_references(name, model, input_ids, attention_paths, edits), f)
+
+
+# ---------------------------------------------------------------- hook point references
+def attention_internals(name: str, module: nn.Module, x: torch.Tensor, edit=None):
+    """Recomputes an attention module's internals from its input, as the hook points define them,
+    and its output (with `edit` applied to the pattern)."""
+    B, T, C = x.shape
+    if name == "gpt2":
+        q, k, v = module.c_attn(x).split(C, dim=2)
+        hs = C // module.n_heads
+        q, k, v = (t.view(B, T, module.n_heads, hs).transpose(1, 2) for t in (q, k, v))
+        kr, vr = k, v
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
+        scores = scores.masked_fill(module.bias[:, :, :T, :T] == 0, float("-inf"))
+        project = module.c_proj
+    elif name == "llama":
+        hd = module.head_dim
+        q = module.q_proj(x).view(B, T, module.n_heads, hd).transpose(1, 2)
+        k = module.k_proj(x).view(B, T, module.n_kv_heads, hd).transpose(1, 2)
+        v = module.v_proj(x).view(B, T, module.n_kv_heads, hd).transpose(1, 2)
+        cos, sin = module.cos_cached[:T], module.sin_cached[:T]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        groups = module.n_heads // module.n_kv_heads
+        kr, vr = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        scores = torch.matmul(q, kr.transpose(2, 3)) / math.sqrt(hd) + torch.full((T, T), float("-inf")).triu(1)
+        project = module.o_proj
+    else:  # branchy
+        q, k, v = module.qkv(x).chunk(3, dim=-1)
+        hs = C // module.n_heads
+        q, k, v = (t.view(B, T, module.n_heads, hs).transpose(1, 2) for t in (q, k, v))
+        kr, vr = k, v
+        scores = q @ k.transpose(-2, -1) / math.sqrt(hs)
+        if module.causal:
+            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        project = module.out
+    pattern = F.softmax(scores, dim=-1)
+    if edit is not None:
+        pattern = edit(pattern)
+    head_output = pattern @ vr
+    out = project(head_output.transpose(1, 2).contiguous().view(B, T, C))
+    return dict(queries=q, keys=k, values=v, scores=scores, pattern=pattern, head_output=head_output), out
+
+
+def encode(t: torch.Tensor):
+    t = t.detach().float()
+    return {"shape": list(t.shape), "values": [x if math.isfinite(x) else ("-inf" if x < 0 else "inf") for x in t.reshape(-1).tolist()]}
+
+
+def hook_references(name: str, model: nn.Module, ids: torch.Tensor, attention_paths, edits):
+    """What PyTorch's forward hooks on the original module see at every module point, the attention
+    internals recomputed in Python, and the logits after edits done in Python."""
+    points = {}
+    handles = []
+    attention_inputs = {}
+
+    def point(path, p):
+        return f"{path}:{p}" if path else p
+
+    def record(path):
+        def hook(module, args, output):
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            if len(tensors) == 1:
+                points[point(path, "input")] = encode(tensors[0])
+            if isinstance(output, torch.Tensor):
+                points[point(path, "output")] = encode(output)
+            elif isinstance(output, tuple):
+                for i, item in enumerate(output):
+                    points[point(path, f"output.{i}")] = encode(item)
+            elif isinstance(output, dict):
+                for key, item in output.items():
+                    points[point(path, f"output.{key}")] = encode(item)
+            if path in attention_paths:
+                attention_inputs[path] = tensors[0]
+        return hook
+
+    for path, module in model.named_modules():
+        if isinstance(module, nn.ModuleList):
+            continue
+        handles.append(module.register_forward_hook(record(path)))
+    with torch.no_grad():
+        model(ids)
+        for path in attention_paths:
+            internals, _ = attention_internals(name, model.get_submodule(path), attention_inputs[path])
+            for kind, value in internals.items():
+                points[f"{path}:{kind}"] = encode(value)
+    for h in handles:
+        h.remove()
+
+    results = {}
+    for edit_name, (path, kind, fn) in edits.items():
+        module = model.get_submodule(path)
+        if kind == "pattern":
+            def replace_output(module, args, output, fn=fn):
+                return attention_internals(name, module, args[0], edit=fn)[1]
+            handle = module.register_forward_hook(replace_output)
+        else:
+            handle = module.register_forward_hook(lambda module, args, output, fn=fn: fn(output))
+        with torch.no_grad():
+            logits = model(ids)
+        handle.remove()
+        results[edit_name] = encode(logits if isinstance(logits, torch.Tensor) else logits["logits"])
+    return {"points": points, "edits": results}
+
+
+def zero_head(head):
+    def edit(pattern):
+        pattern = pattern.clone()
+        pattern[:, head] = 0
+        return pattern
+    return edit
+
+
+def copy_position(src, dst):
+    def edit(output):
+        output = output.clone()
+        output[:, dst] = output[:, src]
+        return output
+    return edit
 
 
 def build_misc(out_dir: str):
@@ -310,6 +559,43 @@ def build_misc(out_dir: str):
         y = tuple_model(x)
     with open(os.path.join(out_dir, "tuple_traced.json"), "w") as f:
         json.dump({"x": to_list(x), "y0": to_list(y[0]), "y1": to_list(y[1])}, f)
+
+
+def build_branchy(out_dir: str):
+    torch.manual_seed(11)
+    model = Branchy().eval()
+    ids = torch.randint(0, 32, (2, 6), generator=torch.Generator().manual_seed(12))
+    torch.jit.save(torch.jit.script(model), os.path.join(out_dir, "branchy_scripted.pt"))
+    refs = hook_references("branchy", model, ids, ["blocks.0", "blocks.1"], {"zero_head_0_1": ("blocks.0", "pattern", zero_head(1))})
+    refs["input_ids"] = ids.tolist()
+    with open(os.path.join(out_dir, "branchy_hooks.json"), "w") as f:
+        json.dump(refs, f)
+
+
+def build_sdpa(out_dir: str):
+    """Only with torch >= 2.5 (enable_gqa): libtorch 1.13 cannot load these files anyway."""
+    torch.manual_seed(21)
+    model = SdpaModel().eval()
+    ids = torch.randint(0, 48, (2, 10), generator=torch.Generator().manual_seed(22))
+    with torch.no_grad():
+        logits = model(ids)
+        torch.jit.save(torch.jit.trace(model, ids), os.path.join(out_dir, "sdpa_traced.pt"))
+        torch.jit.save(torch.jit.script(model), os.path.join(out_dir, "sdpa_scripted.pt"))
+        points = {}
+        h = model.embed(ids)
+        edited = None
+        for i, layer in enumerate(model.layers):
+            internals, out = layer.internals(h)
+            for kind, value in internals.items():
+                points[f"layers.{i}:{kind}"] = encode(value)
+            h = h + out
+        # zero head 1 of the additive-mask layer's pattern, in Python
+        h = model.embed(ids)
+        for i, layer in enumerate(model.layers):
+            h = h + (layer.internals(h, edit=zero_head(1))[1] if i == 2 else layer(h))
+        edited = model.head(h)
+    with open(os.path.join(out_dir, "sdpa.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "logits": encode(logits), "points": points, "edits": {"zero_head_2_1": encode(edited)}}, f)
 
 
 def build_bundled(out_dir: str):
@@ -332,6 +618,9 @@ def main(argv: List[str]):
     for name in FAMILIES:
         build_family(name, out_dir)
     build_misc(out_dir)
+    build_branchy(out_dir)
+    if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
+        build_sdpa(out_dir)
     with open(os.path.join(out_dir, "STAMP"), "w") as f:
         f.write(torch.__version__ + "\n")
 

@@ -67,3 +67,37 @@ export async function expectRejects(promise: Promise<unknown>, cls: ErrorClass, 
   }
   return expectError(undefined, cls, patterns);
 }
+
+/** A reference value dumped by make_fixtures.py (non-finite values as strings). */
+export interface EncodedTensor {
+  shape: number[];
+  values: (number | string)[];
+}
+
+export function decode(encoded: EncodedTensor): Float64Array {
+  return Float64Array.from(encoded.values, (v) => (typeof v === 'number' ? v : v === '-inf' ? -Infinity : Infinity));
+}
+
+/** Largest absolute difference to a reference, where infinities must match exactly. */
+export function maxDiffToReference(actual: Tensor, expected: EncodedTensor): number {
+  expect(actual.shape).toEqual(expected.shape);
+  const values = actual.toFloat32Array();
+  const reference = decode(expected);
+  let max = 0;
+  for (let i = 0; i < reference.length; i++) {
+    const a = values[i]!;
+    const e = reference[i]!;
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (a !== e) return Infinity;
+      continue;
+    }
+    max = Math.max(max, Math.abs(a - e));
+  }
+  return max;
+}
+
+export interface HookReference {
+  points: Record<string, EncodedTensor>;
+  edits: Record<string, EncodedTensor>;
+  input_ids?: number[][];
+}
