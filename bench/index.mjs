@@ -1,9 +1,11 @@
 // npm run bench: side-by-side figures, medians after warm-up, printed as a table and written to
-// bench/results.json. For now: the cost of `Tensor.data` against tensor size, and a bare forward.
+// bench/results.json: the cost of `Tensor.data` against tensor size, a bare forward, and the hook
+// engine's costs (taps alone, a JS closure per call on and off the main thread, graph builds).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { loadModel, runtimeInfo, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -46,9 +48,74 @@ const ids = tensor([[3, 14, 15, 9, 26, 53, 5, 8]], { dtype: 'int64' });
 for (let i = 0; i < 5; i++) model.forward(ids).dispose();
 rows.push({ figure: 'forward, tiny-gpt [1, 8] (sync)', value: measure(() => model.forward(ids).dispose(), { runs: 7, iterations: 50 }) / 1e6, unit: 'ms' });
 
+/** Medians of two alternatives measured in alternating runs (so drift hits both alike). */
+function compare(a, b, { runs = 9, iterations = 50 } = {}) {
+  const sa = [];
+  const sb = [];
+  for (let run = -2; run < runs; run++) {
+    for (const [fn, samples] of [[a, sa], [b, sb]]) {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < iterations; i++) fn();
+      if (run >= 0) samples.push(Number(process.hrtime.bigint() - start) / iterations);
+    }
+  }
+  return [median(sa), median(sb)];
+}
+
+async function compareAsync(a, b, { runs = 9, iterations = 50 } = {}) {
+  const sa = [];
+  const sb = [];
+  for (let run = -2; run < runs; run++) {
+    for (const [fn, samples] of [[a, sa], [b, sb]]) {
+      const start = process.hrtime.bigint();
+      for (let i = 0; i < iterations; i++) await fn();
+      if (run >= 0) samples.push(Number(process.hrtime.bigint() - start) / iterations);
+    }
+  }
+  return [median(sa), median(sb)];
+}
+
+// Hook engine on tiny-gpt: every hook point tapped.
+{
+  const points = model.hookPoints().map((p) => p.name);
+  const taps = { taps: points };
+  const empty = () => undefined;
+  const closures = { hooks: Object.fromEntries(points.map((p) => [p, empty])) };
+  const [bare, tapped] = compare(() => model.forward(ids).dispose(), () => model.forward(ids, taps).dispose());
+  rows.push({ figure: `taps at all ${points.length} points, no hooks / untouched forward (tiny-gpt)`, value: tapped / bare, unit: 'x' });
+  const [tapsOnly, withClosures] = compare(() => model.forward(ids, taps).dispose(), () => model.forward(ids, closures).dispose());
+  rows.push({ figure: 'JS closure hook, per call, sync forward', value: (withClosures - tapsOnly) / points.length / 1000, unit: 'µs' });
+  const [tapsAsync, closuresAsync] = await compareAsync(
+    async () => (await model.forwardAsync(ids, taps)).dispose(),
+    async () => (await model.forwardAsync(ids, closures)).dispose(),
+  );
+  rows.push({ figure: 'JS closure hook, per call, async forward (inference thread round trip)', value: (closuresAsync - tapsAsync) / points.length / 1000, unit: 'µs' });
+  const builds = (names) => median(Array.from({ length: 7 }, () => model.hookedGraph(names).buildMilliseconds));
+  rows.push({ figure: `hooked graph build, all ${points.length} points (tiny-gpt)`, value: builds(points), unit: 'ms' });
+  rows.push({ figure: 'hooked graph build, 2 points (tiny-gpt)', value: builds(['transformer.h.0.attn:pattern', 'transformer.h.1:output']), unit: 'ms' });
+}
+
+// Taps alone on a GPT-2-small-shaped model (12 layers, d 768, 12 heads, vocab 50257), generated once.
+{
+  const file = path.join(root, 'bench', 'models', 'gpt2-small-shaped.pt');
+  if (!fs.existsSync(file)) {
+    const python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
+    console.error(`generating ${path.relative(root, file)} with ${python} ...`);
+    execFileSync(python, [path.join(root, 'scripts', 'make_fixtures.py'), '--bench', path.dirname(file)], { stdio: 'inherit' });
+  }
+  const big = loadModel(file);
+  const input = tensor([Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257)], { dtype: 'int64' });
+  const points = big.hookPoints().map((p) => p.name);
+  const [bare, tapped] = compare(() => big.forward(input).dispose(), () => big.forward(input, { taps: points }).dispose(), { runs: 7, iterations: 3 });
+  rows.push({ figure: 'forward, gpt2-small-shaped [1, 64] (sync)', value: bare / 1e6, unit: 'ms' });
+  rows.push({ figure: `taps at all ${points.length} points, no hooks / untouched forward (gpt2-small-shaped)`, value: tapped / bare, unit: 'x' });
+  rows.push({ figure: `hooked graph build, all ${points.length} points (gpt2-small-shaped)`, value: big.hookedGraph(points).buildMilliseconds, unit: 'ms' });
+  big.dispose();
+}
+
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, libtorch ${runtimeInfo().libtorchVersion}`;
 console.log(`machine: ${machine}\n`);
 console.log('| figure | median | vs 1 KB |');
 console.log('|---|---|---|');
-for (const row of rows) console.log(`| ${row.figure} | ${row.value.toFixed(3)} ${row.unit} | ${row.ratio ? row.ratio.toFixed(2) + 'x' : ''} |`);
+for (const row of rows) console.log(`| ${row.figure} | ${row.value.toFixed(3)}${row.unit === 'x' ? 'x' : ' ' + row.unit} | ${row.ratio ? row.ratio.toFixed(2) + 'x' : ''} |`);
 fs.writeFileSync(path.join(root, 'bench', 'results.json'), JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2) + '\n');

@@ -308,11 +308,18 @@ Napi::Value ModelHandle::Signature(const Napi::CallbackInfo& info) {
 std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller) {
   if (!options.IsObject()) return nullptr;
   Napi::Value specs = options.As<Napi::Object>().Get("hooks");
-  if (specs.IsUndefined() || specs.IsNull()) return nullptr;
-  if (!specs.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hooks must be an array");
-  if (specs.As<Napi::Array>().Length() == 0) return nullptr;
-  auto hooks = std::make_unique<ForwardHooks>(env, specs.As<Napi::Array>(), caller);
-  hooks->Bind(hookedGraphs_.Get(Live(caller), hooks->points()));
+  Napi::Value taps = options.As<Napi::Object>().Get("taps");
+  if (!specs.IsUndefined() && !specs.IsNull() && !specs.IsArray()) {
+    throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hooks must be an array");
+  }
+  std::vector<std::string> extra;
+  if (!taps.IsUndefined() && !taps.IsNull()) extra = StringList(taps, (std::string(caller) + ": options.taps").c_str());
+  bool anyHooks = specs.IsArray() && specs.As<Napi::Array>().Length() > 0;
+  if (!anyHooks && extra.empty()) return nullptr;
+  auto hooks = std::make_unique<ForwardHooks>(env, anyHooks ? specs.As<Napi::Array>() : Napi::Array::New(env), caller);
+  std::set<std::string> points = hooks->points();
+  points.insert(extra.begin(), extra.end());
+  hooks->Bind(hookedGraphs_.Get(Live(caller), points));
   return hooks;
 }
 

@@ -57,6 +57,12 @@ export interface ForwardOptions {
    * untouched; otherwise a graph with taps at exactly these points runs (built once per set of points).
    */
   hooks?: HookMap;
+  /**
+   * Extra points to tap with no hook on them. The graph that runs is built (and cached) per set of
+   * tapped points, so naming a superset here lets calls with different hooks share one graph; it is
+   * also how a benchmark measures taps alone.
+   */
+  taps?: string[];
 }
 
 /** Options of {@link Model.forwardAsync}. */
@@ -195,10 +201,14 @@ export class Model implements Disposable {
     return this.#points;
   }
 
-  #nativeOptions(options: ForwardOptions): { grad: boolean; hooks?: NativeHookSpec[] } {
+  #nativeOptions(options: ForwardOptions): { grad: boolean; hooks?: NativeHookSpec[]; taps?: string[] } {
     const grad = options.grad ?? false;
     const perCall = options.hooks;
-    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return { grad };
+    const taps = options.taps;
+    if (taps !== undefined && !(Array.isArray(taps) && taps.every((t) => typeof t === 'string'))) {
+      throw new InvalidArgumentError('forward: options.taps must be an array of hook point names');
+    }
+    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return taps?.length ? { grad, taps } : { grad };
     if (perCall !== undefined && (perCall === null || typeof perCall !== 'object' || Array.isArray(perCall))) {
       throw new InvalidArgumentError('forward: options.hooks must be an object of point name -> hook or hooks');
     }
@@ -208,7 +218,7 @@ export class Model implements Disposable {
     for (const [point, hooks] of Object.entries(perCall ?? {})) {
       for (const hook of Array.isArray(hooks) ? hooks : [hooks]) specs.push(toNativeSpec(point, hook, points.get(point)));
     }
-    return specs.length ? { grad, hooks: specs } : { grad };
+    return { grad, hooks: specs, ...(taps?.length ? { taps } : {}) };
   }
 
   /**

@@ -3,6 +3,7 @@ original nn.Module (never on the exported file).
 
     python3 scripts/make_fixtures.py OUT_DIR             # test fixtures (not committed)
     python3 scripts/make_fixtures.py --bundled models/   # the small model the README's demo runs
+    python3 scripts/make_fixtures.py --bench bench/models # GPT-2-small-shaped model for npm run bench
 
 Each family (GPT-2-like, Llama-like) is exported traced and scripted. OUT_DIR/<family>.json holds the
 configuration, the module tree and the reference logits for fixed inputs.
@@ -609,6 +610,13 @@ def build_bundled(out_dir: str):
 def main(argv: List[str]):
     # Shapes are fixed per fixture, so the tracer's notes on Python numbers are expected.
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    if argv[:1] == ["--bench"]:
+        os.makedirs(argv[1], exist_ok=True)
+        torch.manual_seed(0)
+        model = GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024).eval()
+        with torch.no_grad():
+            torch.jit.save(torch.jit.trace(model, torch.randint(0, 50257, (1, 64))), os.path.join(argv[1], "gpt2-small-shaped.pt"))
+        return
     if argv[:1] == ["--bundled"]:
         os.makedirs(argv[1], exist_ok=True)
         build_bundled(argv[1])

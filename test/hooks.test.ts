@@ -265,7 +265,17 @@ describe('hook API', () => {
     expectThrows(() => nativeHook('scale', {}), InvalidArgumentError, /options.factor must be a number/);
   });
 
-  it('with no hooks runs the original forward, and builds a graph with taps at the requested points only', () => {
+  it('taps extra points without hooks: same output, and hooks on any subset share the graph', () => {
+    const taps = model.hookPoints().map((p) => p.name);
+    expect(numbers(logitsOf(model.forward(ids, { taps })).toFloat32Array())).toEqual(plain);
+    const seen: string[] = [];
+    model.forward(ids, { taps, hooks: { output: (_, c) => void seen.push(c.name) } });
+    expect(seen).toEqual(['output']);
+    expectThrows(() => model.forward(ids, { taps: ['nope'] }), InvalidArgumentError, /unknown hook point 'nope'/);
+    expectThrows(() => model.forward(ids, { taps: 'output' as never }), InvalidArgumentError, /options.taps must be an array/);
+  });
+
+  it('builds a graph with taps at the requested points only and every module call inlined', () => {
     const { graph, buildMilliseconds } = model.hookedGraph(['transformer.h.0.attn:pattern', mlpOut]);
     expect(graph.match(/easyroutine::tap/g)).toHaveLength(2);
     expect(graph).not.toContain('prim::CallMethod');

@@ -70,6 +70,47 @@ describe('process and environment lifecycle', () => {
     expect(JSON.parse(result.stdout)).toEqual({ codes: Array(10).fill(1), shape: [1, 8, 64] });
   });
 
+  it('exits promptly when a JS hook of an async forward calls process.exit()', () => {
+    const result = runScript(`${setup}
+      model.forwardAsync(ids(), { hooks: { 'transformer.h.0:output': () => process.exit(0) } });`);
+    expect(result.signal).toBeNull();
+    expect(result.status).toBe(0);
+  });
+
+  it('exits promptly with async forwards waiting on JS hooks', () => {
+    const result = runScript(`${setup}
+      const hooks = { 'transformer.h.0:output': () => { const end = Date.now() + 2; while (Date.now() < end); } };
+      for (let i = 0; i < 20; i++) model.forwardAsync(ids(), { hooks });
+      setTimeout(() => process.exit(0), 5);`);
+    expect(result.signal).toBeNull();
+    expect(result.status).toBe(0);
+  });
+
+  it('survives terminating workers whose forwards wait on JS hooks', () => {
+    const result = runScript(`
+      const { Worker } = require('node:worker_threads');
+      const source = \`
+        const { parentPort } = require('node:worker_threads');
+        ${setup.replace(/`/g, '\\`')}
+        const hooks = { 'transformer.h.0.attn:pattern': (p) => { p.data[0] = p.data[0]; }, 'transformer.h.1:output': () => undefined };
+        model.forward(ids(), { hooks });
+        parentPort.postMessage('ready');
+        for (let i = 0; i < 50; i++) model.forwardAsync(ids(), { hooks });\`;
+      (async () => {
+        const codes = [];
+        for (let i = 0; i < 10; i++) {
+          const worker = new Worker(source, { eval: true });
+          await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+          codes.push(await worker.terminate());
+        }
+        ${setup}
+        console.log(JSON.stringify({ codes, shape: model.forward(ids(), { hooks: { output: () => undefined } }).shape }));
+      })();`, 60_000);
+    expect(result.signal).toBeNull();
+    expect(result.stderr).not.toContain('terminate called');
+    expect(JSON.parse(result.stdout)).toEqual({ codes: Array(10).fill(1), shape: [1, 8, 64] });
+  });
+
   it('loads in several workers at once', async () => {
     const results = await Promise.all(
       [0, 1, 2].map(
