@@ -307,14 +307,14 @@ class SdpaAttention(nn.Module):
         self.register_buffer("bool_mask", (torch.rand(ctx, ctx, generator=g) > 0.4) | torch.eye(ctx, dtype=torch.bool))
         self.register_buffer("add_mask", torch.randn(ctx, ctx, generator=g))
 
-    def qkv(self, x):
+    def qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         return q, k, v
 
-    def masks(self, T):
+    def masks(self, T: int) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.bool_mask[:T, :T], self.add_mask[:T, :T]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
