@@ -10,6 +10,7 @@
 #include "cpu_fusion.h"
 #include "errors.h"
 #include "hook_kernel.h"
+#include "inference_thread.h"
 #include "model.h"
 #include "tensor_handle.h"
 #include "threads.h"
@@ -83,6 +84,11 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return out;
 }
 
+Napi::Value PrepareForExit(const Napi::CallbackInfo& info) {
+  InferenceThread::StopAllForExit();
+  return info.Env().Undefined();
+}
+
 void DestroyState(Napi::Env, AddonState* state) {
   state->storages->Close();
   state->jsMemory->Close();
@@ -116,6 +122,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCpuFusion", Napi::Function::New<SetCpuFusionFromJs>(env, "setCpuFusion"));
   exports.Set("getNumThreads", Napi::Function::New<GetNumThreads>(env, "getNumThreads"));
   exports.Set("runtimeInfo", Napi::Function::New<RuntimeInfo>(env, "runtimeInfo"));
+  exports.Set("prepareForExit", Napi::Function::New<PrepareForExit>(env, "prepareForExit"));
   exports.Set("memoryStats", Napi::Function::New<MemoryStats>(env, "memoryStats"));
   return exports;
 }

@@ -3,6 +3,7 @@
 #include <torch/csrc/jit/ir/ir.h>
 
 #include "module_inliner.h"
+#include "sdpa_decomposition.h"
 #include "tap_op.h"
 
 namespace easyroutine {
@@ -64,6 +65,15 @@ Node* ScoresMatmul(Value* scores, int depth = 0) {
   if (depth > 12) return nullptr;
   Node* node = scores->node();
   if (IsMatmul(node)) return node;
+  if (node->kind() == c10::prim::If) {
+    // a mask applied in a branch (e.g. decomposed fused attention whose mask dtype is known only at
+    // run time): every branch leads back to the same scores
+    size_t offset = scores->offset();
+    for (torch::jit::Block* block : node->blocks()) {
+      if (Node* found = ScoresMatmul(block->outputs()[offset], depth + 1)) return found;
+    }
+    return nullptr;
+  }
   std::vector<size_t> operands;
   if (Is(node, "aten::div") || Is(node, "aten::mul") || Is(node, "aten::add") || Is(node, "aten::sub")) {
     operands = {0, 1};
@@ -115,6 +125,17 @@ std::vector<AttentionSite> FindAttention(torch::jit::Graph& graph) {
   std::function<void(torch::jit::Block*)> visit = [&](torch::jit::Block* block) {
     for (Node* node : block->nodes()) {
       for (torch::jit::Block* sub : node->blocks()) visit(sub);
+      if (IsFusedAttention(node)) {
+        // left fused: its scores and pattern never exist, its inputs and output do
+        AttentionSite site;
+        site.modulePath = ModulePathOf(node).value_or("");
+        site.queries = node->input(0);
+        site.keys = BeforeHeadRepeat(node->input(1));
+        site.values = BeforeHeadRepeat(node->input(2));
+        site.headOutput = node->output();
+        sites.push_back(site);
+        continue;
+      }
       if (!IsLastDimSoftmax(node)) continue;
       AttentionSite site;
       Node* pv = PatternMatmul(node->output(), &site.pattern);

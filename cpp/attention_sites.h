@@ -6,6 +6,9 @@
 // are taken before any repeat to the query heads (repeat_interleave, or expand + reshape as in
 // Hugging Face's repeat_kv), so they have the model's key/value heads.
 //
+// Fused attention left in the graph (see sdpa_decomposition.h) is a site too, with only its queries,
+// keys, values and head output.
+//
 // Guarantees: taps are inserted right after the tapped value is produced and every later use reads
 // the tap's result, so an edit to the pattern is the value that multiplies V, an edit to the scores
 // is what the softmax normalises, and so on. A softmax that does not feed a matmul is left alone.

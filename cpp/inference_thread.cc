@@ -33,6 +33,8 @@ void JoinAllAtExit() {
 
 bool InferenceThread::ProcessExiting() { return Live().exiting.load(); }
 
+void InferenceThread::StopAllForExit() { JoinAllAtExit(); }
+
 InferenceThread::InferenceThread() {
   static const bool registered = (std::atexit(&JoinAllAtExit), true);
   (void)registered;

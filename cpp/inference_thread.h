@@ -31,6 +31,11 @@ class InferenceThread {
   // True once the process is exiting (process.exit() or the end of main): jobs must then only
   // clean up, without calling into JS.
   static bool ProcessExiting();
+  // Marks the process as exiting and joins every inference thread (a forward waiting on a JS hook
+  // gives up). Called from the main thread's JS 'exit' event, while libtorch is still whole: the
+  // atexit handler comes too late when libtorch's lazily built statics (constructed after it was
+  // registered, so destroyed before it runs) are still in use by a running forward.
+  static void StopAllForExit();
 
  private:
   void Run();

@@ -10,7 +10,8 @@ namespace easyroutine {
 
 namespace {
 
-// Written with aten builtins only (torch::jit::compile resolves `torch` to them). The masking and
+// Written with aten builtins only (torch::jit::compile resolves `torch` to them, so `torch.bool`
+// and other dtype names cannot be used: masks are made and told apart without them). The masking and
 // GQA branches are resolved by constant propagation when their arguments are constants; the softmax
 // and both matmuls stay at the top level, where FindAttention looks for them.
 constexpr const char* kDecomposedAttention = R"JIT(
@@ -26,13 +27,13 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Ten
         factor = scale
     scores = torch.matmul(query, key.transpose(-2, -1)) * factor
     if is_causal:
-        keep = torch.ones([query.size(-2), key.size(-2)], dtype=torch.bool, device=query.device).tril()
+        keep = torch.ones([query.size(-2), key.size(-2)], device=query.device).tril() > 0.5
         scores = scores.masked_fill(keep.logical_not(), float("-inf"))
     if attn_mask is not None:
-        if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
-        else:
+        if attn_mask.is_floating_point():
             scores = scores + attn_mask
+        else:
+            scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
     pattern = torch.softmax(scores, -1)
     if dropout_p > 0.0:
         pattern = torch.dropout(pattern, dropout_p, True)

@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { errorClasses } from './errors';
 
 /** A TypedArray that can hold tensor data. */
@@ -114,6 +115,7 @@ export interface NativeBinding {
   setCpuFusion(enabled: boolean): void;
   runtimeInfo(): NativeRuntimeInfo;
   memoryStats(): { externalBytes: number; storages: number };
+  prepareForExit(): void;
 }
 
 function load(): NativeBinding {
@@ -124,6 +126,10 @@ function load(): NativeBinding {
     ? requireNative(path.resolve(explicit))
     : requireNative('node-gyp-build')(path.join(__dirname, '..'));
   binding.setErrorClasses(errorClasses);
+  // Inference threads must stop while libtorch is still whole: the 'exit' event comes before any C++
+  // exit handler. Only the main thread's exit ends the process (a worker's ends its environment,
+  // whose cleanup hooks stop that worker's threads).
+  if (isMainThread) process.once('exit', () => binding.prepareForExit());
   return binding;
 }
 
