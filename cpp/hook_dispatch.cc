@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 
 #include "dtype.h"
 #include "inference_thread.h"
@@ -34,12 +35,14 @@ struct ForwardHooks::JsCall {
   std::mutex mutex;
   std::condition_variable finished;
   bool done = false;
+  std::atomic<bool> doneFlag{false};  // `done`, readable without the lock while spinning
   bool failed = false;
   bool abandoned = false;
   at::Tensor replacement;
 };
 
-ForwardHooks::ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller) : caller_(caller) {
+ForwardHooks::ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller, bool crossThread)
+    : caller_(caller), crossThread_(crossThread) {
   for (uint32_t i = 0; i < specs.Length(); ++i) {
     Napi::Value item = specs.Get(i);
     if (!item.IsObject()) throw TypedError(ErrorKind::InvalidArgument, caller + ": each hook must be an object {point, fn | kernel}");
@@ -51,9 +54,14 @@ ForwardHooks::ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::s
     Napi::Value fn = spec.Get("fn");
     Napi::Value kernel = spec.Get("kernel");
     if (fn.IsFunction()) {
-      binding.function = Napi::Persistent(fn.As<Napi::Function>());
       Napi::Value context = spec.Get("context");
-      if (context.IsObject()) binding.context = Napi::Persistent(context.As<Napi::Object>());
+      if (crossThread) {
+        binding.function = Napi::Persistent(fn.As<Napi::Function>());
+        if (context.IsObject()) binding.context = Napi::Persistent(context.As<Napi::Object>());
+      } else {
+        binding.functionValue = fn;
+        binding.contextValue = context;
+      }
       hasJs_ = true;
     } else if (auto native = KernelHandle::From(env, kernel)) {
       binding.kernel = std::move(native);
@@ -128,10 +136,33 @@ at::Tensor ForwardHooks::OnTap(int64_t site, const at::Tensor& value) {
 
 at::Tensor ForwardHooks::CallClosure(Napi::Env env, Binding& binding, const at::Tensor& value) {
   Napi::HandleScope scope(env);
+  // The closure borrows the value: the handle is released when the closure returns (the TS wrapper
+  // is revoked too), so activations are not pinned until some later GC, and one handle serves every
+  // call of the forward (creating one costs microseconds). A closure that wants the value clones it.
+  if (borrowed_.IsEmpty()) {
+    borrowed_ = Napi::Persistent(TensorHandle::WrapBorrowed(env, value));
+  } else {
+    TensorHandle::Rearm(borrowed_.Value(), value);
+  }
+  Napi::Object handle = borrowed_.Value();
+  struct Expiry {
+    Napi::Object handle;
+    const std::string& point;
+    ~Expiry() {
+      try {
+        TensorHandle::Expire(handle, "the value at hook point '" + point + "' is only valid during the hook; clone() it to keep it");
+      } catch (...) {
+      }
+    }
+  } expiry{handle, binding.point};
   Napi::Value result;
   try {
-    Napi::Value context = binding.context.IsEmpty() ? env.Undefined() : binding.context.Value();
-    result = binding.function.Value().Call({TensorHandle::Wrap(env, value), context});
+    if (crossThread_) {
+      Napi::Value context = binding.context.IsEmpty() ? env.Undefined() : binding.context.Value();
+      result = binding.function.Value().Call({handle, context});
+    } else {
+      result = Napi::Function(env, binding.functionValue).Call({handle, Napi::Value(env, binding.contextValue)});
+    }
   } catch (const Napi::Error& e) {
     jsError_ = Napi::Reference<Napi::Value>::New(e.Value(), 1);
     Fail(ErrorKind::Forward, "hook on '" + binding.point + "' threw");
@@ -154,6 +185,10 @@ at::Tensor ForwardHooks::CallClosureRemotely(size_t binding, const at::Tensor& v
     delete data;
     Fail(ErrorKind::Disposed, caller_ + ": the JS environment is shutting down; hook on '" + bindings_[binding].point + "' not run");
   }
+  // Most closures return within microseconds: spin briefly before sleeping, which saves a thread
+  // wake-up per call.
+  auto spinUntil = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  while (!call->doneFlag.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < spinUntil) std::this_thread::yield();
   std::unique_lock<std::mutex> lock(call->mutex);
   while (!call->done) {
     if (InferenceThread::ProcessExiting() || (stopping_ && stopping_->load())) {
@@ -181,6 +216,7 @@ void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
     }
     call.failed = true;
     call.done = true;
+    call.doneFlag.store(true, std::memory_order_release);
     call.finished.notify_all();
     return;
   }
@@ -209,6 +245,7 @@ void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
   call.replacement = std::move(replacement);
   call.failed = failed;
   call.done = true;
+  call.doneFlag.store(true, std::memory_order_release);
   call.finished.notify_all();
 }
 
@@ -222,6 +259,7 @@ void ForwardHooks::Abandon() {
     binding.function.SuppressDestruct();
     binding.context.SuppressDestruct();
   }
+  borrowed_.SuppressDestruct();
   jsError_.SuppressDestruct();
 }
 

@@ -31,7 +31,9 @@ namespace easyroutine {
 class ForwardHooks : public TapSink {
  public:
   // From [{point, fn | kernel, context}, ...] on the JS thread; `caller` names the API in errors.
-  ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller);
+  // `crossThread`: the forward will run on another thread (closures are then held by references;
+  // otherwise the spec array, an argument of the running native call, keeps them alive).
+  ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller, bool crossThread);
   // On the JS thread (it releases JS references), unless Abandon() was called.
   ~ForwardHooks() override;
   ForwardHooks(const ForwardHooks&) = delete;
@@ -65,7 +67,9 @@ class ForwardHooks : public TapSink {
   struct Binding {
     std::string point;
     std::shared_ptr<HookKernel> kernel;
-    Napi::FunctionReference function;
+    napi_value functionValue = nullptr;  // same-thread forwards
+    napi_value contextValue = nullptr;
+    Napi::FunctionReference function;  // cross-thread forwards
     Napi::ObjectReference context;
   };
   struct JsCall;
@@ -75,6 +79,8 @@ class ForwardHooks : public TapSink {
   [[noreturn]] void Fail(ErrorKind kind, const std::string& message);
 
   std::string caller_;
+  bool crossThread_;
+  Napi::ObjectReference borrowed_;  // the tensor handle lent to closures, re-armed for each call
   std::vector<Binding> bindings_;
   std::set<std::string> points_;
   bool hasJs_ = false;

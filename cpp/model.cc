@@ -305,7 +305,7 @@ Napi::Value ModelHandle::Signature(const Napi::CallbackInfo& info) {
   });
 }
 
-std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller) {
+std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller, bool crossThread) {
   if (!options.IsObject()) return nullptr;
   Napi::Value specs = options.As<Napi::Object>().Get("hooks");
   Napi::Value taps = options.As<Napi::Object>().Get("taps");
@@ -316,7 +316,7 @@ std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::
   if (!taps.IsUndefined() && !taps.IsNull()) extra = StringList(taps, (std::string(caller) + ": options.taps").c_str());
   bool anyHooks = specs.IsArray() && specs.As<Napi::Array>().Length() > 0;
   if (!anyHooks && extra.empty()) return nullptr;
-  auto hooks = std::make_unique<ForwardHooks>(env, anyHooks ? specs.As<Napi::Array>() : Napi::Array::New(env), caller);
+  auto hooks = std::make_unique<ForwardHooks>(env, anyHooks ? specs.As<Napi::Array>() : Napi::Array::New(env), caller, crossThread);
   std::set<std::string> points = hooks->points();
   points.insert(extra.begin(), extra.end());
   hooks->Bind(hookedGraphs_.Get(Live(caller), points));
@@ -408,7 +408,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
     if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forward: inputs must be an array");
     const auto& schema = module.get_method("forward").function().getSchema();
     std::vector<c10::IValue> stack = ArgumentsFromJs(env, schema, info[0].As<Napi::Array>());
-    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward");
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward", false);
     if (hooks) hooks->RunJsInline(env);  // closures run right here: this is the JS thread
     c10::IValue output;
     try {
@@ -442,7 +442,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     for (auto& value : stack) OwnInputs(value);
     StartThread(env);
 
-    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync");
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync", true);
     AbortFlag abort = AbortToken::FlagOf(env, info[2]);
     if (hooks) hooks->RunJsThrough(hookCalls_.get(), stopping_, abort);
     auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]), abort, std::move(hooks), {}, {}};

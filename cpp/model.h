@@ -33,7 +33,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   torch::jit::Module& Live(const char* method);
   void StartThread(Napi::Env env);
   // The hooks of options.hooks bound to their hooked graph, or nullptr when there are none.
-  std::unique_ptr<ForwardHooks> HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller);
+  std::unique_ptr<ForwardHooks> HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller, bool crossThread);
   void ShutDown();
 
   Napi::Value Modules(const Napi::CallbackInfo& info);

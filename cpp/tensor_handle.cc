@@ -136,19 +136,20 @@ Napi::Function TensorHandle::Define(Napi::Env env) {
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 1 || !info[0].IsExternal()) {
+  if (info.Length() < 1 || !info[0].IsExternal()) {
     throw MakeError(env, ErrorKind::InvalidArgument,
                     "NativeTensor cannot be constructed from JS; use tensor(), fromTypedArray() or a model's outputs");
   }
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
   storages_ = AddonState::Get(env).storages;
-  storages_->Retain(tensor_);
+  accounted_ = !(info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value());  // else borrowed
+  if (accounted_) storages_->Retain(tensor_);
 }
 
 TensorHandle::~TensorHandle() { Reset(); }
 
 void TensorHandle::Reset() {
-  if (storages_ && tensor_.defined()) storages_->Release(tensor_);
+  if (accounted_ && storages_ && tensor_.defined()) storages_->Release(tensor_);
   tensor_ = at::Tensor();
 }
 
@@ -165,7 +166,26 @@ const at::Tensor& TensorHandle::From(Napi::Env env, Napi::Value value, const std
   return Unwrap(value.As<Napi::Object>())->Live(what.c_str());
 }
 
+Napi::Object TensorHandle::WrapBorrowed(Napi::Env env, at::Tensor tensor) {
+  return AddonState::Get(env).tensorConstructor.New({Napi::External<at::Tensor>::New(env, &tensor), Napi::Boolean::New(env, true)});
+}
+
+void TensorHandle::Rearm(Napi::Object handle, at::Tensor tensor) {
+  TensorHandle* self = Unwrap(handle);
+  self->tensor_ = std::move(tensor);
+  self->disposed_ = false;
+  self->expired_.clear();
+}
+
+void TensorHandle::Expire(Napi::Object handle, std::string why) {
+  TensorHandle* self = Unwrap(handle);
+  self->disposed_ = true;
+  self->expired_ = std::move(why);
+  self->Reset();
+}
+
 const at::Tensor& TensorHandle::Live(const char* method) const {
+  if (disposed_ && !expired_.empty()) throw TypedError(ErrorKind::Disposed, std::string("Tensor.") + method + ": " + expired_);
   if (disposed_) throw TypedError(ErrorKind::Disposed, std::string("Tensor.") + method + ": the tensor was disposed");
   return tensor_;
 }

@@ -46,6 +46,10 @@ export type HookContext = HookPoint;
  * so edits through `data` are seen downstream) and the point. Return a tensor of the same shape,
  * dtype and device to replace the value, or nothing to keep it. A hook that throws aborts the forward
  * with that error. Hooks are synchronous.
+ *
+ * The value is borrowed: its handle is released when the hook returns (later use throws a
+ * `DisposedError`), so the forward's activations are not pinned until a garbage collection.
+ * `value.clone()` keeps a copy; TypedArrays taken from `data` stay valid.
  */
 export type HookFunction = (value: Tensor, context: HookContext) => Tensor | void | undefined;
 
@@ -140,11 +144,16 @@ export function toNativeSpec(point: string, hook: Hook, context: HookContext | u
   let fn = adapted.get(hook);
   if (!fn) {
     fn = (value, ctx) => {
-      const result = hook(new Tensor(value), ctx);
-      if (result === undefined) return undefined;
-      if (result instanceof Tensor) return result.native;
-      const what = result !== null && typeof (result as { then?: unknown }).then === 'function' ? 'a Promise (hooks must be synchronous)' : describe(result);
-      throw new InvalidArgumentError(`hook on '${ctx.name}' returned ${what}; return a Tensor to replace the value, or nothing to keep it`);
+      const borrowed = new Tensor(value, false);
+      try {
+        const result = hook(borrowed, ctx);
+        if (result === undefined) return undefined;
+        if (result instanceof Tensor) return result.native;
+        const what = result !== null && typeof (result as { then?: unknown }).then === 'function' ? 'a Promise (hooks must be synchronous)' : describe(result);
+        throw new InvalidArgumentError(`hook on '${ctx.name}' returned ${what}; return a Tensor to replace the value, or nothing to keep it`);
+      } finally {
+        borrowed._revoke(`the value at hook point '${ctx.name}' is only valid during the hook; clone() it to keep it`);
+      }
     };
     adapted.set(hook, fn);
   }

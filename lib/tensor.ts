@@ -4,7 +4,7 @@
  * @module
  */
 import { native, type NativeIndexItem, type NativeTensor, type TensorData } from './binding';
-import { DTypeError, InvalidArgumentError, ShapeError } from './errors';
+import { DTypeError, DisposedError, InvalidArgumentError, ShapeError } from './errors';
 
 export type { TensorData };
 
@@ -38,6 +38,19 @@ export type IndexItem = number | boolean | null | '...' | Slice | Tensor;
 export type NestedArray = number | boolean | bigint | NestedArray[];
 
 const registry = new FinalizationRegistry<NativeTensor>((handle) => handle.dispose());
+
+/** A stand-in for a released handle: every method throws, except the idempotent disposal ones. */
+function revokedHandle(why: string): NativeTensor {
+  return new Proxy({} as NativeTensor, {
+    get(_, name) {
+      if (name === 'dispose') return () => undefined;
+      if (name === 'isDisposed') return () => true;
+      return () => {
+        throw new DisposedError(`Tensor.${String(name)}: ${why}`);
+      };
+    },
+  });
+}
 let copyWarningShown = false;
 
 /**
@@ -46,13 +59,26 @@ let copyWarningShown = false;
  * `data`) share its memory.
  */
 export class Tensor implements Disposable {
-  readonly #handle: NativeTensor;
+  #handle: NativeTensor;
   #data: TensorData | undefined;
 
-  /** @internal Use {@link tensor}, {@link fromTypedArray} or a model's outputs. */
-  constructor(handle: NativeTensor) {
+  /**
+   * @internal Use {@link tensor}, {@link fromTypedArray} or a model's outputs. `owned` is false for
+   * handles the addon releases itself (a hook's borrowed value): no GC backstop needed.
+   */
+  constructor(handle: NativeTensor, owned = true) {
     this.#handle = handle;
-    registry.register(this, handle, this);
+    if (owned) registry.register(this, handle, this);
+  }
+
+  /**
+   * @internal Ends a borrowed tensor's life: every later use throws a DisposedError saying `why`.
+   * The addon reuses the native handle of a hook's value for the next call; this wrapper must not
+   * follow it there.
+   */
+  _revoke(why: string): void {
+    this.#handle = revokedHandle(why);
+    this.#data = undefined;
   }
 
   /** @internal The native handle, for passing the tensor to the addon. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  DisposedError,
   DTypeError,
   InvalidArgumentError,
   ShapeError,
@@ -155,6 +156,27 @@ describe('hook API', () => {
     model.forward(ids);
     expect(order).toEqual([]);
     expect(model.hooks).toEqual([]);
+  });
+
+  it('lends the value for the duration of the hook: kept handles throw, clones and data views stay', async () => {
+    const kept: Tensor[] = [];
+    const clones: Tensor[] = [];
+    const views: Float32Array[] = [];
+    const hooks = {
+      [mlpOut]: (v: Tensor) => {
+        kept.push(v);
+        clones.push(v.clone());
+        views.push(v.data as Float32Array);
+      },
+      'transformer.h.1.mlp:output': (v: Tensor) => void kept.push(v),
+    };
+    model.forward(ids, { hooks });
+    await model.forwardAsync(ids, { hooks });
+    expect(kept).toHaveLength(4);
+    for (const value of kept) expectThrows(() => value.shape, DisposedError, /value at hook point '.*' is only valid during the hook; clone\(\) it to keep it/);
+    expect(clones.map((c) => c.shape)).toEqual([[2, 8, 32], [2, 8, 32]]);
+    expect(numbers(clones[1]!.toFloat32Array())).toEqual(numbers(clones[0]!.toFloat32Array()));
+    expect(numbers(views[0]!)).toEqual(numbers(clones[0]!.toFloat32Array()));
   });
 
   it('each hook sees the value the previous one left', () => {
