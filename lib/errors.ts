@@ -67,6 +67,11 @@ export class AbortError extends EasyroutineError {
   override readonly code = 'ERR_EASYROUTINE_ABORTED';
 }
 
+/** A token position spec that is malformed or points outside a sequence. */
+export class TokenPositionError extends EasyroutineError {
+  override readonly code = 'ERR_EASYROUTINE_TOKEN_POSITION';
+}
+
 /** @internal The classes the native addon instantiates, by name. */
 export const errorClasses = {
   InvalidArgumentError,

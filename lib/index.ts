@@ -45,6 +45,14 @@ export {
   type HookPoint,
   type HookPointKind,
 } from './hooks';
+export {
+  resolveTokenPositions,
+  spansFromAttentionMask,
+  validateTokenPosition,
+  type TokenPosition,
+  type SequenceSpan,
+  type ResolveOptions,
+} from './token-positions';
 export { runtimeInfo, setNumThreads, getNumThreads, setCpuFusion, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
 export {
   EasyroutineError,
@@ -58,4 +66,5 @@ export {
   ForwardError,
   TorchError,
   AbortError,
+  TokenPositionError,
 } from './errors';
