@@ -166,6 +166,35 @@ const at::Tensor& TensorHandle::From(Napi::Env env, Napi::Value value, const std
   return Unwrap(value.As<Napi::Object>())->Live(what.c_str());
 }
 
+namespace {
+
+std::vector<at::Tensor> TensorList(Napi::Env env, const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + ": expected an array of tensors");
+  Napi::Array array = value.As<Napi::Array>();
+  if (array.Length() == 0) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + ": expected at least one tensor");
+  std::vector<at::Tensor> tensors;
+  for (uint32_t i = 0; i < array.Length(); ++i) tensors.push_back(TensorHandle::From(env, array.Get(i), std::string(what) + " item " + std::to_string(i)));
+  return tensors;
+}
+
+int64_t DimArgument(const Napi::CallbackInfo& info) {
+  if (info.Length() < 2 || info[1].IsUndefined()) return 0;
+  if (!info[1].IsNumber()) throw TypedError(ErrorKind::InvalidArgument, "dim must be an integer");
+  return info[1].As<Napi::Number>().Int64Value();
+}
+
+}  // namespace
+
+Napi::Value TensorHandle::Cat(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Shape, "cat", [&]() -> Napi::Value { return Wrap(env, at::cat(TensorList(env, info[0], "cat"), DimArgument(info))); });
+}
+
+Napi::Value TensorHandle::Stack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Shape, "stack", [&]() -> Napi::Value { return Wrap(env, at::stack(TensorList(env, info[0], "stack"), DimArgument(info))); });
+}
+
 Napi::Object TensorHandle::WrapBorrowed(Napi::Env env, at::Tensor tensor) {
   return AddonState::Get(env).tensorConstructor.New({Napi::External<at::Tensor>::New(env, &tensor), Napi::Boolean::New(env, true)});
 }

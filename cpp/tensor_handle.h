@@ -31,6 +31,9 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
   // Creation from JS memory: `share` wraps it without a copy, else it is copied.
   static Napi::Value FromTypedArray(const Napi::CallbackInfo& info);
+  // cat(tensors, dim) / stack(tensors, dim): a new tensor (torch.cat / torch.stack).
+  static Napi::Value Cat(const Napi::CallbackInfo& info);
+  static Napi::Value Stack(const Napi::CallbackInfo& info);
 
   explicit TensorHandle(const Napi::CallbackInfo& info);
   ~TensorHandle() override;

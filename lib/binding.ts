@@ -110,6 +110,8 @@ export interface NativeBinding {
   setErrorClasses(classes: typeof errorClasses): void;
   fromTypedArray(data: TensorData | Uint8ClampedArray, shape: number[], dtype: string | null, share: boolean): NativeTensor;
   loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
+  cat(tensors: NativeTensor[], dim: number): NativeTensor;
+  stack(tensors: NativeTensor[], dim: number): NativeTensor;
   setNumThreads(count: number): void;
   getNumThreads(): number;
   setCpuFusion(enabled: boolean): void;

@@ -12,6 +12,8 @@ export {
   Tensor,
   tensor,
   fromTypedArray,
+  cat,
+  stack,
   DTYPES,
   type DType,
   type Device,
@@ -45,6 +47,7 @@ export {
   type HookPoint,
   type HookPointKind,
 } from './hooks';
+export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './activation-cache';
 export {
   resolveTokenPositions,
   spansFromAttentionMask,

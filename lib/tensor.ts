@@ -375,3 +375,13 @@ function fromNumbers(values: (number | boolean | bigint)[], shape: number[], dty
       throw new DTypeError(`unknown dtype '${String(dtype)}'; accepted: ${DTYPES.join(', ')}`);
   }
 }
+
+/** Concatenates tensors along an existing dimension (`torch.cat`); shapes must agree elsewhere. */
+export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
+  return new Tensor(native.cat(tensors.map((t) => t.native), dim));
+}
+
+/** Stacks tensors of one shape along a new dimension (`torch.stack`). */
+export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
+  return new Tensor(native.stack(tensors.map((t) => t.native), dim));
+}

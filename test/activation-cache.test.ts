@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ActivationCache, cacheKeyGroup, formatBytes } from '../lib/activation-cache';
+import { InvalidArgumentError } from '../lib/errors';
+import { tensor, type Tensor } from '../lib/tensor';
+import { expectThrows, numbers, root } from './helpers';
+
+function batch(offset: number): ActivationCache {
+  const cache = new ActivationCache();
+  cache.set('resid_out_0', tensor([[[offset, offset + 1]]]));
+  cache.set('mapping_index', { last: [offset] });
+  cache.set('token_dict', ['a', 'b']);
+  cache.set('last_layernorm', { mean: tensor([[offset]]), variance: tensor([[offset * 2]]) });
+  return cache;
+}
+
+describe('ActivationCache', () => {
+  it('has map semantics with info', () => {
+    const cache = new ActivationCache();
+    cache.addWithInfo('resid_in_0', tensor([1, 2]), '[batch, d_model]');
+    cache.set('n', 3);
+    expect(cache.keys()).toEqual(['resid_in_0', 'n']);
+    expect(cache.info('resid_in_0')).toBe('[batch, d_model]');
+    expect(cache.has('n')).toBe(true);
+    cache.delete('n');
+    expect(cache.size).toBe(1);
+    expect([...cache].map(([k]) => k)).toEqual(['resid_in_0']);
+    expectThrows(() => cache.tensor('resid_in_1'), InvalidArgumentError, /no key 'resid_in_1'/);
+  });
+
+  it('merges batches: tensors on dim 0, default aggregations for mapping_index, token_dict, last_layernorm', () => {
+    const cache = new ActivationCache();
+    cache.cat(batch(0)).cat(batch(10));
+    expect(cache.tensor('resid_out_0').shape).toEqual([2, 1, 2]);
+    expect(numbers(cache.tensor('resid_out_0').toFloat32Array())).toEqual([0, 1, 10, 11]);
+    expect(cache.get('mapping_index')).toEqual({ last: [10] });
+    expect(cache.get('token_dict')).toEqual(['a', 'b', 'a', 'b']);
+    const stats = cache.get('last_layernorm') as Record<string, Tensor>;
+    expect(numbers(stats['variance']!.toFloat32Array())).toEqual([0, 20]);
+  });
+
+  it('stacks equal scalar shapes, lists mismatched shapes and plain values', () => {
+    const a = new ActivationCache().set('s', tensor(1)).set('m', tensor([1, 2])).set('x', 'p');
+    const b = new ActivationCache().set('s', tensor(2)).set('m', tensor([[1, 2, 3]])).set('x', 'q');
+    a.cat(b);
+    expect(a.tensor('s').shape).toEqual([2]);
+    expect(Array.isArray(a.get('m'))).toBe(true);
+    expect(a.get('x')).toEqual(['p', 'q']);
+  });
+
+  it('refuses to merge different key sets, naming them', () => {
+    const a = batch(0);
+    const b = batch(1);
+    b.delete('token_dict');
+    b.set('extra', 1);
+    expectThrows(() => a.cat(b), InvalidArgumentError, /missing from the new batch: token_dict; only in the new batch: extra/);
+  });
+
+  it('uses registered aggregations by longest prefix', () => {
+    const cache = new ActivationCache();
+    cache.registerAggregation('resid_', (current, incoming) => (current as number) + (incoming as number));
+    cache.set('resid_total', 1).cat(new ActivationCache().set('resid_total', 2));
+    expect(cache.get('resid_total')).toBe(3);
+    cache.removeAggregation('resid_');
+    cache.cat(new ActivationCache().set('resid_total', 4));
+    expect(cache.get('resid_total')).toEqual([3, 4]);
+  });
+
+  it('defers merges and does them at once', () => {
+    const cache = new ActivationCache();
+    {
+      using _deferred = cache.deferredMode();
+      for (let i = 0; i < 4; i++) cache.cat(batch(i));
+      expect(cache.size).toBe(0);
+    }
+    expect(cache.tensor('resid_out_0').shape).toEqual([4, 1, 2]);
+    expect(cache.get('token_dict')).toHaveLength(8);
+  });
+
+  it('reports memory with correct units and groups keys', () => {
+    const cache = new ActivationCache();
+    cache.set('resid_out_0', tensor(new Float32Array(1000), [1000]));
+    cache.set('resid_out_1', tensor(new Float32Array(100), [100]));
+    cache.set('pattern_L1H2', tensor(new Float64Array(10), [10]));
+    cache.set('head_values_L0H3', tensor(new Float32Array(2), [2]));
+    expect(cache.memorySize('resid_out_0')).toBe('4.00 KB');
+    expect(cache.memorySize('pattern_L1H2')).toBe('80 B');
+    expect(cache.memorySize()).toBe('4.49 KB');
+    expect(cache.memoryTree(true)).toEqual({ resid_out: '4.40 KB', pattern_L1: '80 B', head_values_L0: '8 B' });
+    expect(formatBytes(1_500_000)).toBe('1.50 MB');
+    expect(cacheKeyGroup('logits')).toBe('logits');
+  });
+
+  it('saves as safetensors that an independent reader reads, and loads back', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'er-cache-')), 'cache.safetensors');
+    const cache = new ActivationCache();
+    cache.addWithInfo('resid_out_0', tensor([[1.5, -2], [3, 4]]), '[batch, d]');
+    cache.set('input_ids', tensor([[1, 2, 3]], { dtype: 'int64' }));
+    cache.set('last_layernorm', { mean: tensor([0.25]), variance: tensor([2], { dtype: 'float64' }) });
+    cache.set('mapping_index', { last: [2] });
+    cache.addMetadata({ model: 'tiny-gpt', positions: ['last'] });
+    cache.save(file);
+
+    const python = execFileSync(process.execPath, [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
+    const read = JSON.parse(execFileSync(python, [path.join(root, 'test', 'read_safetensors.py'), file], { encoding: 'utf8' }));
+    expect(read.tensors['resid_out_0']).toEqual({ dtype: 'F32', shape: [2, 2], sum: 6.5 });
+    expect(read.tensors['input_ids']).toEqual({ dtype: 'I64', shape: [1, 3], sum: 6 });
+    expect(read.tensors['last_layernorm.variance']).toEqual({ dtype: 'F64', shape: [1], sum: 2 });
+    expect(JSON.parse(read.metadata['easyroutine.metadata'])).toEqual({ model: 'tiny-gpt', positions: ['last'] });
+
+    const loaded = ActivationCache.load(file);
+    expect(loaded.keys()).toEqual(cache.keys());
+    expect(numbers(loaded.tensor('resid_out_0').toFloat32Array())).toEqual([1.5, -2, 3, 4]);
+    expect(loaded.tensor('input_ids').dtype).toBe('int64');
+    expect(loaded.info('resid_out_0')).toBe('[batch, d]');
+    expect(loaded.get('mapping_index')).toEqual({ last: [2] });
+    expect(loaded.metadata).toEqual({ model: 'tiny-gpt', positions: ['last'] });
+    fs.writeFileSync(file, Buffer.from([1, 2, 3]));
+    expectThrows(() => ActivationCache.load(file), InvalidArgumentError, /not a safetensors file/);
+  });
+});
