@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { describeArchitecture, detectArchitecture } from '../lib/architecture';
+import { InvalidArgumentError } from '../lib/errors';
+import { loadModel } from '../lib/model';
+import { expectThrows, fixture } from './helpers';
+
+describe.each(['traced', 'scripted'])('architecture mapping (%s)', (kind) => {
+  it('maps the GPT-2 layout', () => {
+    const mapping = detectArchitecture(loadModel(fixture(`gpt2_${kind}.pt`)));
+    expect(mapping).toMatchObject({ nHeads: 4, nKvHeads: 4, dHead: 8, dModel: 32, finalNorm: 'transformer.ln_f', unembed: 'lm_head', embeddings: 'transformer.h.0:input' });
+    expect(mapping.layers).toHaveLength(2);
+    expect(mapping.layers[1]).toMatchObject({
+      block: 'transformer.h.1',
+      attention: 'transformer.h.1.attn',
+      attentionNorm: 'transformer.h.1.ln_1',
+      mlpNorm: 'transformer.h.1.ln_2',
+      mlp: 'transformer.h.1.mlp',
+      outputProjection: 'transformer.h.1.attn.c_proj',
+    });
+    expect(mapping.layers[1]!.points).toMatchObject({ resid_mid: 'transformer.h.1.ln_2:input', mlp_in: 'transformer.h.1.ln_2:output', mlp_out: 'transformer.h.1.mlp:output' });
+  });
+
+  it('maps the Llama layout with grouped-query attention', () => {
+    const mapping = detectArchitecture(loadModel(fixture(`llama_${kind}.pt`)));
+    expect(mapping).toMatchObject({ nHeads: 4, nKvHeads: 2, dHead: 8, dModel: 32, finalNorm: 'model.norm', unembed: 'lm_head' });
+    expect(mapping.layers[0]).toMatchObject({
+      attentionNorm: 'model.layers.0.input_layernorm',
+      mlpNorm: 'model.layers.0.post_attention_layernorm',
+      mlp: 'model.layers.0.mlp',
+      outputProjection: 'model.layers.0.self_attn.o_proj',
+    });
+    expect(describeArchitecture(mapping)).toContain('2 layers, 4 heads (2 key/value), d_head 8, d_model 32');
+  });
+});
+
+describe('architecture mapping', () => {
+  it('takes overrides and explains what it cannot find', () => {
+    const model = loadModel(fixture('gpt2_traced.pt'));
+    expect(detectArchitecture(model, { finalNorm: null, nHeads: 2 })).toMatchObject({ finalNorm: null, nHeads: 2 });
+    expectThrows(() => detectArchitecture(loadModel(fixture('tuple_traced.pt'))), InvalidArgumentError, /no attention found/);
+  });
+});
