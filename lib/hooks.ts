@@ -94,6 +94,7 @@ export class NativeHook {
 function wrapTensors(value: unknown): unknown {
   if (value instanceof native.NativeTensor) return new Tensor(value as NativeTensor);
   if (Array.isArray(value)) return value.map(wrapTensors);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, wrapTensors(v)]));
   return value;
 }
 

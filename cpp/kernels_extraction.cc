@@ -1,0 +1,309 @@
+// Extraction kernels of the easyroutine built-ins: values at token positions, with no JS per call.
+//
+//   positions  save_resid_hook / query_key_value_hook / embed_hook / avg_hook: the value at each
+//              row's positions, optionally averaged per position group and over the batch.
+//              layout 'tokens' ([B, T, D] -> [B, n, D]), 'heads' ([B, H, T, dh] -> [B, n, H * dh])
+//              or 'per_head' ([B, H, T, dh] -> one [B, n, dh] per head).
+//   pattern    attention_pattern_head: per head, the pattern at the positions ([B, n, n]) or its
+//              blocks (row groups x column groups) reduced by mean, sum or baseline_ratio.
+//   statistics compute_statistics: mean, variance (E[x^2] - E[x]^2) and second moment over the
+//              last dimension at the positions, each [B, n].
+//
+// Positions come per batch row (rows may be padded differently), as absolute indices.
+#include <mutex>
+
+#include "errors.h"
+#include "hook_kernel.h"
+#include "js_values.h"
+#include "tensor_handle.h"
+
+namespace easyroutine {
+
+namespace {
+
+std::vector<std::vector<int64_t>> Rows(const Napi::Value& value, const char* what) {
+  if (!value.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must be an array (one array of positions per batch row)");
+  Napi::Array rows = value.As<Napi::Array>();
+  std::vector<std::vector<int64_t>> out;
+  for (uint32_t r = 0; r < rows.Length(); ++r) {
+    Napi::Value row = rows.Get(r);
+    if (!row.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " row " + std::to_string(r) + " must be an array of integers");
+    Napi::Array items = row.As<Napi::Array>();
+    std::vector<int64_t> positions;
+    for (uint32_t i = 0; i < items.Length(); ++i) {
+      Napi::Value item = items.Get(i);
+      if (!item.IsNumber()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must hold integers");
+      positions.push_back(item.As<Napi::Number>().Int64Value());
+    }
+    if (!out.empty() && positions.size() != out[0].size()) {
+      throw TypedError(ErrorKind::Shape, std::string(what) + ": every batch row must have the same number of positions");
+    }
+    out.push_back(std::move(positions));
+  }
+  if (out.empty()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must have one row per batch row");
+  return out;
+}
+
+std::vector<int64_t> Sizes(const Napi::Value& value, const char* what) {
+  std::vector<int64_t> out;
+  if (value.IsUndefined() || value.IsNull()) return out;
+  if (!value.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must be an array of group sizes");
+  Napi::Array array = value.As<Napi::Array>();
+  for (uint32_t i = 0; i < array.Length(); ++i) out.push_back(array.Get(i).As<Napi::Number>().Int64Value());
+  return out;
+}
+
+// [B, n] indices on `device`, checked against the batch size and the sequence length.
+at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& rows, int64_t batch, int64_t length, const HookPoint& point, at::Device device) {
+  if (static_cast<int64_t>(rows.size()) != batch) {
+    throw TypedError(ErrorKind::Shape, "positions for '" + point.name + "' have " + std::to_string(rows.size()) + " rows; the batch has " + std::to_string(batch));
+  }
+  std::vector<int64_t> flat;
+  for (const auto& row : rows) {
+    for (int64_t p : row) {
+      if (p < 0 || p >= length) throw TypedError(ErrorKind::Index, "position " + std::to_string(p) + " is outside '" + point.name + "' (" + std::to_string(length) + " positions)");
+      flat.push_back(p);
+    }
+  }
+  return torch::tensor(flat, torch::kInt64).view({batch, static_cast<int64_t>(rows[0].size())}).to(device);
+}
+
+// Means of consecutive groups along dim 1 (sizes sum to its length).
+at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& groups) {
+  std::vector<at::Tensor> means;
+  int64_t start = 0;
+  for (int64_t size : groups) {
+    means.push_back(value.narrow(1, start, size).mean(1, /*keepdim=*/true));
+    start += size;
+  }
+  return at::cat(means, 1);
+}
+
+class PositionsKernel : public HookKernel {
+ public:
+  PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample)
+      : rows_(std::move(rows)), groups_(std::move(groups)), layout_(std::move(layout)), avgOverExample_(avgOverExample) {}
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    at::Tensor tokens;  // [B, T, ...]
+    if (layout_ == "tokens") {
+      if (value.dim() < 3) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, seq, ...]");
+      tokens = value;
+    } else {
+      if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
+      tokens = value.transpose(1, 2);  // [B, T, H, dh]
+      if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
+    }
+    at::Tensor index = IndexTensor(rows_, tokens.size(0), tokens.size(1), point, tokens.device());
+    std::vector<int64_t> shape = index.sizes().vec();
+    for (int64_t d = 2; d < tokens.dim(); ++d) shape.push_back(tokens.size(d));
+    at::Tensor expanded = index.view({index.size(0), index.size(1)});
+    for (int64_t d = 2; d < tokens.dim(); ++d) expanded = expanded.unsqueeze(-1);
+    at::Tensor out = tokens.detach().gather(1, expanded.expand(shape));
+    if (!groups_.empty()) out = GroupMeans(out, groups_);
+    if (avgOverExample_) out = out.mean(0, /*keepdim=*/true);
+    std::lock_guard<std::mutex> lock(mutex_);
+    result_ = out;
+    return {};
+  }
+
+  // 'per_head': one tensor per head; otherwise the tensor (undefined before a forward).
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!result_.defined()) return env.Undefined();
+    if (layout_ != "per_head") return TensorHandle::Wrap(env, result_);
+    Napi::Array heads = Napi::Array::New(env, result_.size(2));
+    for (int64_t h = 0; h < result_.size(2); ++h) heads.Set(static_cast<uint32_t>(h), TensorHandle::Wrap(env, result_.select(2, h).contiguous()));
+    return heads;
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    result_ = at::Tensor();
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> groups_;
+  std::string layout_;
+  bool avgOverExample_;
+  std::mutex mutex_;
+  at::Tensor result_;
+};
+
+class PatternKernel : public HookKernel {
+ public:
+  PatternKernel(std::vector<std::vector<int64_t>> columns, std::vector<int64_t> columnGroups, std::vector<std::vector<int64_t>> rows,
+                std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction)
+      : columns_(std::move(columns)), columnGroups_(std::move(columnGroups)), rows_(std::move(rows)), rowGroups_(std::move(rowGroups)),
+        offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)) {}
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, query, key]");
+    const int64_t batch = value.size(0);
+    at::Tensor pattern = value.detach();
+    std::vector<int64_t> heads = heads_;
+    if (heads.empty()) {
+      for (int64_t h = 0; h < value.size(1); ++h) heads.push_back(h);
+    }
+    std::vector<std::pair<int64_t, at::Tensor>> out;
+    for (int64_t h : heads) {
+      if (h < 0 || h >= value.size(1)) throw TypedError(ErrorKind::Index, "head " + std::to_string(h) + " is outside '" + point.name + "' (" + std::to_string(value.size(1)) + " heads)");
+      at::Tensor head = pattern.select(1, h);  // [B, Q, K]
+      if (rows_.empty()) {
+        // easyroutine without a row partition: the pattern at the flattened positions, whatever the method
+        at::Tensor cols = IndexTensor(columns_, batch, head.size(2), point, head.device());
+        at::Tensor rowsIndex = IndexTensor(columns_, batch, head.size(1), point, head.device());
+        at::Tensor picked = head.gather(1, rowsIndex.unsqueeze(-1).expand({batch, rowsIndex.size(1), head.size(2)}));
+        out.emplace_back(h, picked.gather(2, cols.unsqueeze(1).expand({batch, picked.size(1), cols.size(1)})));
+        continue;
+      }
+      std::vector<at::Tensor> blocks;
+      int64_t rowStart = 0;
+      for (int64_t rowSize : rowGroups_) {
+        int64_t colStart = 0;
+        for (int64_t colSize : columnGroups_) {
+          std::vector<at::Tensor> perRow;
+          for (int64_t b = 0; b < batch; ++b) {
+            std::vector<int64_t> r(rows_[b].begin() + rowStart, rows_[b].begin() + rowStart + rowSize);
+            std::vector<int64_t> c(columns_[b].begin() + colStart, columns_[b].begin() + colStart + colSize);
+            at::Tensor ri = torch::tensor(r, torch::kInt64).to(head.device());
+            at::Tensor ci = torch::tensor(c, torch::kInt64).to(head.device());
+            at::Tensor block = head[b].index_select(0, ri).index_select(1, ci);  // [|g1|, |g2|]
+            if (reduction_ == "mean") {
+              perRow.push_back(block.mean());
+            } else if (reduction_ == "sum") {
+              perRow.push_back(block.sum());
+            } else if (reduction_ == "baseline_ratio") {
+              // expected share of attention if uniform over the allowed (causal, non-padding) keys
+              double baseline = 0;
+              for (int64_t i : r) {
+                int64_t allowed = 0;
+                for (int64_t j : c) allowed += j <= i ? 1 : 0;
+                int64_t total = i - offsets_[b] + 1;
+                baseline += total > 0 ? static_cast<double>(allowed) / static_cast<double>(total) : 0.0;
+              }
+              baseline /= static_cast<double>(r.size());
+              perRow.push_back(block.mean() / baseline);
+            } else {
+              perRow.push_back(block);
+            }
+          }
+          blocks.push_back(at::stack(perRow, 0));
+          colStart += colSize;
+        }
+        rowStart += rowSize;
+      }
+      if (reduction_ == "none") {
+        out.emplace_back(h, at::cat(blocks, 1));
+      } else {
+        out.emplace_back(h, at::stack(blocks, 1).view({batch, static_cast<int64_t>(rowGroups_.size()), static_cast<int64_t>(columnGroups_.size())}));
+      }
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_ = std::move(out);
+    return {};
+  }
+
+  // [[head, tensor], ...]
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Napi::Array out = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Number::New(env, static_cast<double>(results_[i].first)));
+      pair.Set(1u, TensorHandle::Wrap(env, results_[i].second.contiguous()));
+      out.Set(static_cast<uint32_t>(i), pair);
+    }
+    return out;
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_.clear();
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> columns_;
+  std::vector<int64_t> columnGroups_;
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> rowGroups_;
+  std::vector<int64_t> offsets_;
+  std::vector<int64_t> heads_;
+  std::string reduction_;
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, at::Tensor>> results_;
+};
+
+class StatisticsKernel : public HookKernel {
+ public:
+  explicit StatisticsKernel(std::vector<std::vector<int64_t>> rows) : rows_(std::move(rows)) {}
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    if (value.dim() != 3) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, seq, d_model]");
+    at::Tensor index = IndexTensor(rows_, value.size(0), value.size(1), point, value.device());
+    at::Tensor picked = value.detach().gather(1, index.unsqueeze(-1).expand({index.size(0), index.size(1), value.size(2)}));
+    at::Tensor mean = picked.mean(-1);
+    at::Tensor second = picked.pow(2).mean(-1);
+    std::lock_guard<std::mutex> lock(mutex_);
+    mean_ = mean;
+    second_ = second;
+    variance_ = second - mean.pow(2);
+    return {};
+  }
+
+  // {mean, variance, second_moment}
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!mean_.defined()) return env.Undefined();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("mean", TensorHandle::Wrap(env, mean_));
+    out.Set("variance", TensorHandle::Wrap(env, variance_));
+    out.Set("second_moment", TensorHandle::Wrap(env, second_));
+    return out;
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> rows_;
+  std::mutex mutex_;
+  at::Tensor mean_, variance_, second_;
+};
+
+std::string StringOption(const Napi::Object& options, const char* name, const std::string& fallback) {
+  Napi::Value value = options.Get(name);
+  return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
+}
+
+}  // namespace
+
+EASYROUTINE_REGISTER_KERNEL(positions, "positions",
+                            "the value at each batch row's positions ({positions, groups?, layout: tokens|heads|per_head, avgOverExample?})",
+                            [](Napi::Env, const Napi::Object& options) {
+                              std::string layout = StringOption(options, "layout", "tokens");
+                              if (layout != "tokens" && layout != "heads" && layout != "per_head") {
+                                throw TypedError(ErrorKind::InvalidArgument, "nativeHook('positions'): layout must be 'tokens', 'heads' or 'per_head'");
+                              }
+                              return std::make_shared<PositionsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
+                                                                       layout, options.Get("avgOverExample").ToBoolean().Value());
+                            });
+
+EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
+                            "attention pattern per head at positions, or its blocks reduced ({positions, groups, rows?, rowGroups?, offsets, heads?, reduction})",
+                            [](Napi::Env, const Napi::Object& options) {
+                              std::string reduction = StringOption(options, "reduction", "none");
+                              if (reduction != "none" && reduction != "mean" && reduction != "sum" && reduction != "baseline_ratio") {
+                                throw TypedError(ErrorKind::InvalidArgument, "nativeHook('pattern'): reduction must be 'none', 'mean', 'sum' or 'baseline_ratio'");
+                              }
+                              Napi::Value rows = options.Get("rows");
+                              auto columns = Rows(options.Get("positions"), "positions");
+                              std::vector<int64_t> offsets = Sizes(options.Get("offsets"), "offsets");
+                              offsets.resize(columns.size(), 0);
+                              return std::make_shared<PatternKernel>(columns, Sizes(options.Get("groups"), "groups"),
+                                                                     rows.IsUndefined() || rows.IsNull() ? std::vector<std::vector<int64_t>>{} : Rows(rows, "rows"),
+                                                                     Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction);
+                            });
+
+EASYROUTINE_REGISTER_KERNEL(statistics, "statistics", "mean, variance and second moment over the last dimension at positions ({positions})",
+                            [](Napi::Env, const Napi::Object& options) { return std::make_shared<StatisticsKernel>(Rows(options.Get("positions"), "positions")); });
+
+}  // namespace easyroutine

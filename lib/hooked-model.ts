@@ -1,0 +1,216 @@
+/**
+ * HookedModel: easyroutine's extraction API over a TorchScript model. A forward takes target token
+ * positions, an {@link ExtractionConfig} and returns an {@link ActivationCache} with easyroutine's keys
+ * and shapes, every value gathered by a native kernel (no per-element JS).
+ * @module
+ */
+import { ActivationCache } from './activation-cache';
+import { detectArchitecture, type ArchitectureMapping, type ArchitectureOverrides } from './architecture';
+import { InvalidArgumentError } from './errors';
+import { extractionConfig, type ExtractionConfig } from './extraction-config';
+import { nativeHook, type Hook, type HookMap, type NativeHook } from './hooks';
+import { loadModel, type LoadOptions, type Model } from './model';
+import { Tensor, tensor } from './tensor';
+import { resolveTokenPositions, spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
+
+/** Options of {@link HookedModel.forward}. */
+export interface HookedForwardOptions {
+  /** Which positions to extract (default `['all']`); see the token position grammar. */
+  targetTokenPositions?: TokenPosition[];
+  /** Cut points of the `inputs-partition-K` specs. */
+  pivotPositions?: number[];
+  /** What to extract (default: logits only). */
+  extractionConfig?: Partial<ExtractionConfig> | Record<string, unknown>;
+  /** `[batch, seq]` of 0/1: which tokens are real (left or right padding); default all. */
+  attentionMask?: Tensor | number[][];
+  /** Seed of the random position specs (default 0). */
+  seed?: number;
+  /** Your own hooks, run together with the built-in ones (after them, on shared points). */
+  hooks?: HookMap;
+}
+
+interface Collector {
+  key: string;
+  hook: NativeHook;
+  collect(cache: ActivationCache, hook: NativeHook): void;
+}
+
+function idsTensor(inputIds: Tensor | number[][]): Tensor {
+  if (inputIds instanceof Tensor) return inputIds;
+  if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError('HookedModel.forward: inputIds must be a Tensor or an array of token id rows');
+  return tensor(inputIds, { dtype: 'int64' });
+}
+
+/** A model with easyroutine's extraction API. */
+export class HookedModel {
+  /** The underlying model (its own hooks and forwards still work). */
+  readonly model: Model;
+  /** Where the semantic sites are; see {@link detectArchitecture}. */
+  readonly architecture: ArchitectureMapping;
+
+  constructor(model: Model, overrides: ArchitectureOverrides = {}) {
+    this.model = model;
+    this.architecture = detectArchitecture(model, overrides);
+  }
+
+  /** Loads a TorchScript file and maps its architecture. */
+  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides } = {}): HookedModel {
+    return new HookedModel(loadModel(path, options), options.architecture);
+  }
+
+  /**
+   * Runs the model on `inputIds` (`[batch, seq]`) and returns what `extractionConfig` asks for at the
+   * target positions, under easyroutine's keys, plus `mapping_index` (spec -> indices on the
+   * position axis) and `logits` at the target positions.
+   */
+  forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
+    const ids = idsTensor(inputIds);
+    const [batch, seq] = ids.shape as [number, number];
+    const config = extractionConfig(options.extractionConfig ?? {});
+    const specs = options.targetTokenPositions ?? ['all'];
+    const spans = this.#spans(options.attentionMask, batch, seq);
+    const perRow = spans.map((span, row) => resolveTokenPositions(specs, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
+    const groupSizes = perRow[0]!.map((g) => g.length);
+    perRow.forEach((groups, row) => {
+      if (groups.some((g, i) => g.length !== groupSizes[i])) {
+        throw new InvalidArgumentError(`HookedForward: the target positions resolve to ${groups.map((g) => g.length)} positions in row ${row} but ${groupSizes} in row 0; rows must give equal counts`);
+      }
+    });
+    const positions = perRow.map((groups) => groups.flat());
+    const groups = config.avg ? groupSizes : undefined;
+    const offsets = spans.map((s) => s.offset);
+
+    const collectors: Collector[] = [];
+    const tokens = (key: string, point: string | undefined, what: string) => {
+      if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
+      collectors.push({ key, hook, collect: (cache, h) => cache.addWithInfo(key, h.results() as Tensor, `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
+      return [point, hook] as const;
+    };
+    const hooks: [string, Hook][] = [];
+    const add = (entry: readonly [string, NativeHook]) => hooks.push([entry[0], entry[1]]);
+    const arch = this.architecture;
+    const headWanted = (layer: number, head: number) => config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
+
+    if (config.extractEmbed) add(tokens('embeddings', arch.embeddings, 'the embeddings'));
+    arch.layers.forEach((layer, i) => {
+      const p = layer.points;
+      if (config.extractResidIn) add(tokens(`resid_in_${i}`, p.resid_in, 'resid_in'));
+      if (config.extractResidMid) add(tokens(`resid_mid_${i}`, p.resid_mid, 'the MLP norm (resid_mid is its input)'));
+      if (config.extractResidOut) add(tokens(`resid_out_${i}`, p.resid_out, 'resid_out'));
+      if (config.extractResidInPostLayernorm) add(tokens(`resid_in_post_layernorm_${i}`, p.attn_in, 'attn_in'));
+      if (config.extractAttnIn) add(tokens(`attn_in_${i}`, p.attn_in, 'attn_in'));
+      if (config.extractAttnOut) add(tokens(`attn_out_${i}`, p.attn_out, 'attn_out'));
+      if (config.extractMlpOut) add(tokens(`mlp_out_${i}`, p.mlp_out, 'the MLP'));
+      for (const [flag, name, point] of [
+        [config.extractQueries, 'queries', p.queries],
+        [config.extractKeys, 'keys', p.keys],
+        [config.extractValues, 'values', p.values],
+      ] as const) {
+        if (!flag) continue;
+        const hook = nativeHook('positions', { positions, groups, layout: 'heads', avgOverExample: config.avgOverExample });
+        const key = `${name}_L${i}`;
+        collectors.push({ key, hook, collect: (cache, h) => cache.addWithInfo(key, h.results() as Tensor, `${point}: [batch, position, heads * d_head]`) });
+        hooks.push([point, hook]);
+      }
+      for (const [flag, name, point, kv] of [
+        [config.extractHeadQueries, 'head_queries', p.queries, false],
+        [config.extractHeadKeys, 'head_keys', p.keys, true],
+        [config.extractHeadValues, 'head_values', p.values, true],
+      ] as const) {
+        if (!flag) continue;
+        const hook = nativeHook('positions', { positions, groups, layout: 'per_head', avgOverExample: config.avgOverExample });
+        collectors.push({
+          key: `${name}_L${i}`,
+          hook,
+          collect: (cache, h) => {
+            const perHead = h.results() as Tensor[];
+            const group = kv ? arch.nHeads / perHead.length : 1;
+            for (let head = 0; head < arch.nHeads; head++) {
+              if (!headWanted(i, head)) continue;
+              // under grouped-query attention, query head h reads key/value head h // (H / Hkv)
+              cache.addWithInfo(`${name}_L${i}H${head}`, perHead[Math.floor(head / group)]!, `${point}: [batch, position, d_head]`);
+            }
+          },
+        });
+        hooks.push([point, hook]);
+      }
+      const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+      if (config.extractAttnPattern && patternHeads.length > 0) {
+        const heads = patternHeads;
+        const rowSpecs = config.attnPatternRowPositions;
+        const rows = rowSpecs ? spans.map((span, row) => resolveTokenPositions(rowSpecs, span, { pivotPositions: options.pivotPositions, seed: options.seed, row })) : undefined;
+        const hook = nativeHook('pattern', {
+          positions,
+          groups: groupSizes,
+          rows: rows?.map((g) => g.flat()),
+          rowGroups: rows?.[0]!.map((g) => g.length),
+          offsets,
+          heads,
+          reduction: config.attnPatternAvg,
+        });
+        collectors.push({
+          key: `pattern_L${i}`,
+          hook,
+          collect: (cache, h) => {
+            for (const [head, value] of h.results() as [number, Tensor][]) {
+              cache.addWithInfo(`pattern_L${i}H${head}`, value, rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]');
+            }
+          },
+        });
+        hooks.push([p.pattern, hook]);
+      }
+    });
+    if (config.extractLastLayernorm) {
+      if (!arch.finalNorm) throw new InvalidArgumentError('HookedModel: no final norm found for last_layernorm; pass finalNorm in the architecture overrides');
+      const hook = nativeHook('statistics', { positions });
+      collectors.push({ key: 'last_layernorm', hook, collect: (cache, h) => cache.addWithInfo('last_layernorm', h.results() as never, '{mean, variance, second_moment}: [batch, position]') });
+      hooks.push([`${arch.finalNorm}:input`, hook]);
+    }
+    if (config.saveLogits) {
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
+      collectors.push({ key: 'logits', hook, collect: (cache, h) => cache.addWithInfo('logits', h.results() as Tensor, '[batch, position, vocabulary]') });
+      hooks.push(['output', hook]);
+    }
+
+    const hookMap: Record<string, Hook[]> = {};
+    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
+    for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+    this.model.forward(ids, { hooks: hookMap });
+
+    const cache = new ActivationCache();
+    for (const collector of collectors) collector.collect(cache, collector.hook);
+    if (config.saveInputIds) {
+      const index = tensor(positions, { dtype: 'int64' });
+      cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
+    }
+    let start = 0;
+    const mappingIndex: Record<string, number[]> = {};
+    specs.forEach((spec, i) => {
+      const count = config.avg ? 1 : groupSizes[i]!;
+      mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = Array.from({ length: count }, (_, j) => start + j);
+      start += count;
+    });
+    cache.set('mapping_index', mappingIndex);
+    cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
+    return cache;
+  }
+
+  #spans(mask: Tensor | number[][] | undefined, batch: number, seq: number): SequenceSpan[] {
+    if (mask === undefined) return Array.from({ length: batch }, () => ({ offset: 0, length: seq }));
+    const values = mask instanceof Tensor ? Array.from(mask.to('float64').data as Float64Array) : mask.flat();
+    if (values.length !== batch * seq) throw new InvalidArgumentError(`HookedModel.forward: attentionMask has ${values.length} entries; the input is [${batch}, ${seq}]`);
+    return spansFromAttentionMask(values, batch, seq);
+  }
+}
+
+/** ids[b, index[b, j]] for every row b. */
+function gatherRows(ids: Tensor, index: Tensor): Tensor {
+  const [batch, seq] = ids.shape as [number, number];
+  const n = index.shape[1]!;
+  const source = ids.to('int64').contiguous().copyData() as BigInt64Array;
+  const at = index.copyData() as BigInt64Array;
+  const out = new BigInt64Array(batch * n);
+  for (let b = 0; b < batch; b++) for (let j = 0; j < n; j++) out[b * n + j] = source[b * seq + Number(at[b * n + j])]!;
+  return tensor(out, [batch, n], { dtype: 'int64' });
+}

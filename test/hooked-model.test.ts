@@ -1,0 +1,173 @@
+import { describe, expect, it } from 'vitest';
+import type { Tensor } from '../lib/index';
+import { HookedModel } from '../lib/hooked-model';
+import { decode, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
+
+/** A reference as nested access: value(b, i, j, ...) over its shape. */
+function at(ref: EncodedTensor) {
+  const data = decode(ref);
+  const strides = ref.shape.map((_, i) => ref.shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  return (...index: number[]) => data[index.reduce((sum, v, i) => sum + v * strides[i]!, 0)]!;
+}
+
+function close(actual: Tensor, expected: number[], shape: number[]) {
+  expect(actual.shape).toEqual(shape);
+  const values = actual.toFloat32Array();
+  let max = 0;
+  expected.forEach((e, i) => (max = Math.max(max, Math.abs(values[i]! - e))));
+  expect(max).toBeLessThan(1e-5);
+}
+
+const FAMILIES = [
+  { family: 'gpt2', blocks: 'transformer.h', attn: 'attn', ln2: 'ln_2', final: 'transformer.ln_f', kvHeads: 4 },
+  { family: 'llama', blocks: 'model.layers', attn: 'self_attn', ln2: 'post_attention_layernorm', final: 'model.norm', kvHeads: 2 },
+] as const;
+
+describe.each(FAMILIES)('HookedModel on the $family family', ({ family, blocks, attn, ln2, final, kvHeads }) => {
+  const refs = reference<HookReference>(`${family}_hooks.json`);
+  const ids = reference<FamilyReference>(`${family}.json`).cases[0]!.input_ids;
+  const model = HookedModel.load(fixture(`${family}_scripted.pt`));
+  const B = 2;
+  const positions = [0, 3, 4, 5, 7];
+  const specs = [0, [3, 6] as [number, number], 'last'];
+
+  it('extracts residuals, attention in/out, MLP out and logits at the target positions', () => {
+    const cache = model.forward(ids, {
+      targetTokenPositions: specs,
+      extractionConfig: { extractResidIn: true, extractResidMid: true, extractResidOut: true, extractAttnIn: true, extractAttnOut: true, extractMlpOut: true, saveInputIds: true },
+    });
+    const slice = (point: string, d: number) => {
+      const ref = at(refs.points[point]!);
+      return Array.from({ length: B }, (_, b) => positions.flatMap((p) => Array.from({ length: d }, (_, k) => ref(b, p, k)))).flat();
+    };
+    close(cache.tensor('resid_out_1'), slice(`${blocks}.1:output`, 32), [B, 5, 32]);
+    close(cache.tensor('resid_in_0'), slice(`${blocks}.0:input`, 32), [B, 5, 32]);
+    close(cache.tensor('resid_mid_1'), slice(`${blocks}.1.${ln2}:input`, 32), [B, 5, 32]);
+    close(cache.tensor('attn_in_1'), slice(`${blocks}.1.${attn}:input`, 32), [B, 5, 32]);
+    close(cache.tensor('attn_out_0'), slice(`${blocks}.0.${attn}:output`, 32), [B, 5, 32]);
+    close(cache.tensor('mlp_out_1'), slice(`${blocks}.1.mlp:output`, 32), [B, 5, 32]);
+    close(cache.tensor('logits'), slice('output', 64), [B, 5, 64]);
+    // the true mid-block residual: resid_in + attn_out
+    const residIn = slice(`${blocks}.1:input`, 32);
+    const attnOut = slice(`${blocks}.1.${attn}:output`, 32);
+    close(cache.tensor('resid_mid_1'), residIn.map((v, i) => v + attnOut[i]!), [B, 5, 32]);
+    expect(Array.from(cache.tensor('input_ids').copyData() as BigInt64Array, Number)).toEqual(ids.flatMap((row) => positions.map((p) => row[p]!)));
+    expect(cache.get('mapping_index')).toEqual({ '0': [0], '[3,6]': [1, 2, 3], last: [4] });
+  });
+
+  it('averages per position spec and over examples', () => {
+    const cache = model.forward(ids, { targetTokenPositions: specs, extractionConfig: { extractResidOut: true, avg: true, avgOverExample: true } });
+    const ref = at(refs.points[`${blocks}.0:output`]!);
+    const expected = [[0], [3, 4, 5], [7]].flatMap((group) =>
+      Array.from({ length: 32 }, (_, k) => group.reduce((s, p) => s + ref(0, p, k) + ref(1, p, k), 0) / (2 * group.length)),
+    );
+    close(cache.tensor('resid_out_0'), expected, [1, 3, 32]);
+    expect(cache.get('mapping_index')).toEqual({ '0': [0], '[3,6]': [1], last: [2] });
+  });
+
+  it('extracts queries, keys and values, whole and per head (kv head h // (H / Hkv))', () => {
+    const cache = model.forward(ids, {
+      targetTokenPositions: specs,
+      extractionConfig: { extractQueries: true, extractKeys: true, extractHeadQueries: true, extractHeadKeys: true, extractHeadValues: true, saveLogits: false },
+    });
+    const perHead = (point: string, head: number) => {
+      const ref = at(refs.points[point]!);
+      return Array.from({ length: B }, (_, b) => positions.flatMap((p) => Array.from({ length: 8 }, (_, k) => ref(b, head, p, k)))).flat();
+    };
+    for (const head of [0, 3]) {
+      const kv = Math.floor(head / (4 / kvHeads));
+      close(cache.tensor(`head_queries_L1H${head}`), perHead(`${blocks}.1.${attn}:queries`, head), [B, 5, 8]);
+      close(cache.tensor(`head_keys_L1H${head}`), perHead(`${blocks}.1.${attn}:keys`, kv), [B, 5, 8]);
+      close(cache.tensor(`head_values_L0H${head}`), perHead(`${blocks}.0.${attn}:values`, kv), [B, 5, 8]);
+    }
+    expect(cache.tensor('queries_L0').shape).toEqual([B, 5, 32]);
+    expect(cache.tensor('keys_L0').shape).toEqual([B, 5, kvHeads * 8]);
+    const q = at(refs.points[`${blocks}.0.${attn}:queries`]!);
+    expect(cache.tensor('queries_L0').toFloat32Array()[8 + 3]).toBeCloseTo(q(0, 1, 0, 3), 5);
+    expect(cache.has('logits')).toBe(false);
+  });
+
+  it('extracts patterns at the target positions: rows sum to 1 over all keys and are causal', () => {
+    const cache = model.forward(ids, { targetTokenPositions: ['all'], extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 1, head: 2 }] } });
+    expect(cache.keys().filter((k) => k.startsWith('pattern_'))).toEqual(['pattern_L1H2']);
+    const pattern = cache.tensor('pattern_L1H2');
+    const values = pattern.toFloat32Array();
+    const ref = at(refs.points[`${blocks}.1.${attn}:pattern`]!);
+    for (let b = 0; b < B; b++) {
+      for (let q = 0; q < 8; q++) {
+        let sum = 0;
+        for (let k = 0; k < 8; k++) {
+          const v = values[(b * 8 + q) * 8 + k]!;
+          sum += v;
+          expect(Math.abs(v - ref(b, 2, q, k))).toBeLessThan(1e-6);
+          if (k > q) expect(v).toBe(0);
+        }
+        expect(sum).toBeCloseTo(1, 5);
+      }
+    }
+  });
+
+  it('reduces pattern blocks as easyroutine defines mean, sum and baseline_ratio, for each row partition', () => {
+    const targets: [number, number][] = [[0, 1], [2, 3]];
+    const ref = at(refs.points[`${blocks}.1.${attn}:pattern`]!);
+    const rowCases: [string, (number | [number, number] | string)[] | null, number[][]][] = [
+      ['all', ['all'], [[0, 1, 2, 3, 4, 5, 6, 7]]],
+      ['last', ['last'], [[7]]],
+      ['two groups', [[0, 3], [3, 5]], [[0, 1, 2], [3, 4]]],
+    ];
+    for (const reduction of ['mean', 'sum', 'baseline_ratio'] as const) {
+      for (const [, rows, rowGroups] of rowCases) {
+        const cache = model.forward(ids, {
+          targetTokenPositions: targets,
+          extractionConfig: { extractAttnPattern: true, attnPatternAvg: reduction, attnPatternRowPositions: rows, attnHeads: [{ layer: 1, head: 1 }], saveLogits: false },
+        });
+        const colGroups = [[0], [2]];
+        const expected: number[] = [];
+        for (let b = 0; b < B; b++) {
+          for (const g1 of rowGroups) {
+            for (const g2 of colGroups) {
+              const block = g1.flatMap((i) => g2.map((j) => ref(b, 1, i, j)));
+              const mean = block.reduce((a, v) => a + v, 0) / block.length;
+              if (reduction === 'sum') expected.push(block.reduce((a, v) => a + v, 0));
+              else if (reduction === 'mean') expected.push(mean);
+              else expected.push(mean / (g1.reduce((a, i) => a + g2.filter((j) => j <= i).length / (i + 1), 0) / g1.length));
+            }
+          }
+        }
+        close(cache.tensor('pattern_L1H1'), expected, [B, rowGroups.length, 2]);
+      }
+    }
+    // without a row partition easyroutine slices the pattern at the flattened positions, whatever the method
+    const plain = model.forward(ids, { targetTokenPositions: targets, extractionConfig: { extractAttnPattern: true, attnPatternAvg: 'mean', attnHeads: [{ layer: 1, head: 1 }] } });
+    expect(plain.tensor('pattern_L1H1').shape).toEqual([B, 2, 2]);
+  });
+
+  it('computes the final norm statistics', () => {
+    const cache = model.forward(ids, { targetTokenPositions: ['last'], extractionConfig: { extractLastLayernorm: true } });
+    const stats = cache.get('last_layernorm') as Record<string, Tensor>;
+    const ref = at(refs.points[`${final}:input`]!);
+    const row = (b: number) => Array.from({ length: 32 }, (_, k) => ref(b, 7, k));
+    const mean = [0, 1].map((b) => row(b).reduce((a, v) => a + v, 0) / 32);
+    const second = [0, 1].map((b) => row(b).reduce((a, v) => a + v * v, 0) / 32);
+    close(stats['mean']!, mean, [B, 1]);
+    close(stats['second_moment']!, second, [B, 1]);
+    close(stats['variance']!, second.map((s, b) => s - mean[b]! ** 2), [B, 1]);
+  });
+});
+
+describe('HookedModel with easyroutine\'s own test setup (6 tokens, pivot 4)', () => {
+  const model = HookedModel.load(fixture('gpt2_traced.pt'));
+  const ids = [[5, 9, 3, 17, 2, 40]];
+
+  it('inputs-partition-0 gives 4 positions; avg with two specs gives [1, 2, d]', () => {
+    const cache = model.forward(ids, { targetTokenPositions: ['inputs-partition-0'], pivotPositions: [4], extractionConfig: { extractResidOut: true } });
+    expect(cache.tensor('resid_out_0').shape).toEqual([1, 4, 32]);
+    const avg = model.forward(ids, { targetTokenPositions: ['inputs-partition-0', 'last'], pivotPositions: [4], extractionConfig: { extractResidOut: true, avg: true } });
+    expect(avg.tensor('resid_out_1').shape).toEqual([1, 2, 32]);
+  });
+
+  it('resolves positions per row of a padded batch', () => {
+    const padded = model.forward([[0, 0, 5, 9, 3], [5, 9, 3, 0, 0]], { targetTokenPositions: ['last', 0], attentionMask: [[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]], extractionConfig: { saveInputIds: true } });
+    expect(Array.from(padded.tensor('input_ids').copyData() as BigInt64Array, Number)).toEqual([3, 5, 3, 5]);
+  });
+});
