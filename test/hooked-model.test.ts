@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { Tensor } from '../lib/index';
+import { InvalidArgumentError, ShapeError, TokenPositionError, tensor, type Tensor } from '../lib/index';
 import { HookedModel } from '../lib/hooked-model';
-import { decode, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
+import { decode, expectThrows, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
 
 /** A reference as nested access: value(b, i, j, ...) over its shape. */
 function at(ref: EncodedTensor) {
@@ -169,5 +169,107 @@ describe('HookedModel with easyroutine\'s own test setup (6 tokens, pivot 4)', (
   it('resolves positions per row of a padded batch', () => {
     const padded = model.forward([[0, 0, 5, 9, 3], [5, 9, 3, 0, 0]], { targetTokenPositions: ['last', 0], attentionMask: [[0, 0, 1, 1, 1], [1, 1, 1, 0, 0]], extractionConfig: { saveInputIds: true } });
     expect(Array.from(padded.tensor('input_ids').copyData() as BigInt64Array, Number)).toEqual([3, 5, 3, 5]);
+  });
+});
+
+describe('interventions', () => {
+  const refs = reference<HookReference>('gpt2_hooks.json');
+  const ids = reference<FamilyReference>('gpt2.json').cases[0]!.input_ids;
+  const model = HookedModel.load(fixture('gpt2_traced.pt'));
+
+  it('a columns ablation of pattern_L1H2 at inputs-partition-0 zeroes that block (easyroutine\'s test)', () => {
+    const six = [[5, 9, 3, 17, 2, 40]];
+    const cache = model.forward(six, {
+      targetTokenPositions: ['inputs-partition-0'],
+      pivotPositions: [4],
+      extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 1, head: 2 }] },
+      interventions: [{ type: 'columns', activation: 'pattern_L1H2', tokenPositions: ['inputs-partition-0'], patchingValues: 'ablation' }],
+    });
+    const block = cache.tensor('pattern_L1H2');
+    expect(block.shape).toEqual([1, 4, 4]);
+    expect(Array.from(block.toFloat32Array()).reduce((a, v) => a + v, 0)).toBe(0);
+  });
+
+  it('zeroing a head\'s whole pattern changes the logits exactly as the same edit in Python', () => {
+    const cache = model.forward(ids, { interventions: [{ type: 'grid', activation: 'pattern_L1H2', tokenPositions: [['all'], ['all']], patchingValues: 'ablation' }] });
+    const logits = cache.tensor('logits');
+    const expected = decode(refs.edits['zero_head_1_2']!);
+    close(logits, Array.from(expected), [2, 8, 64]);
+  });
+
+  it('patching a residual position with another position\'s value matches Python, and extraction sees the value before the edit', () => {
+    const source = model.forward(ids, { targetTokenPositions: [5], extractionConfig: { extractResidOut: true } }).tensor('resid_out_0');
+    const cache = model.forward(ids, {
+      targetTokenPositions: [3],
+      extractionConfig: { extractResidOut: true },
+      interventions: [{ type: 'full', activation: 'resid_out_0', tokenPositions: [3], patchingValues: source }],
+    });
+    const all = model.forward(ids, { targetTokenPositions: ['all'], interventions: [{ type: 'full', activation: 'resid_out_0', tokenPositions: [3], patchingValues: source }] });
+    close(all.tensor('logits'), Array.from(decode(refs.edits['copy_resid_0_5_to_3']!)), [2, 8, 64]);
+    const ref = at(refs.points['transformer.h.0:output']!);
+    close(cache.tensor('resid_out_0'), [0, 1].flatMap((b) => Array.from({ length: 32 }, (_, k) => ref(b, 3, k))), [2, 1, 32]);
+  });
+
+  it('registered patches of q, k and v read back as all ones; clean removes them', () => {
+    const ones = (n: number) => tensor(new Float32Array(2 * 8 * n).fill(1), [2, 8, n]);
+    model.registerInterventions([
+      { type: 'full', activation: 'queries_L0', tokenPositions: ['all'], patchingValues: ones(32) },
+      { type: 'full', activation: 'keys_L0', tokenPositions: ['all'], patchingValues: ones(32) },
+      { type: 'full', activation: 'values_L0', tokenPositions: ['all'], patchingValues: ones(32) },
+    ]);
+    try {
+      const cache = model.forward(ids, { extractionConfig: { extractQueries: true, extractKeys: true, extractValues: true } });
+      for (const key of ['queries_L0', 'keys_L0', 'values_L0']) expect(new Set(cache.tensor(key).toFloat32Array())).toEqual(new Set([1]));
+      expect(new Set(cache.tensor('queries_L1').toFloat32Array()).size).toBeGreaterThan(1);
+    } finally {
+      model.cleanInterventions();
+    }
+    expect(new Set(model.forward(ids, { extractionConfig: { extractQueries: true } }).tensor('queries_L0').toFloat32Array()).size).toBeGreaterThan(1);
+  });
+
+  it('a pre-softmax ablation masks the key with -inf: rows still sum to 1 and give it no weight', () => {
+    const cache = model.forward(ids, {
+      extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 0, head: 1 }] },
+      interventions: [{ type: 'columns_pre_softmax', activation: 'pattern_L0H1', tokenPositions: [0], patchingValues: 'ablation' }],
+    });
+    const pattern = cache.tensor('pattern_L0H1').toFloat32Array();
+    const scores = at(refs.points['transformer.h.0.attn:scores']!);
+    for (let b = 0; b < 2; b++) {
+      for (let q = 1; q < 8; q++) {
+        const row = Array.from({ length: 8 }, (_, k) => (k === 0 || k > q ? -Infinity : scores(b, 1, q, k)));
+        const max = Math.max(...row);
+        const exp = row.map((v) => Math.exp(v - max));
+        const total = exp.reduce((a, v) => a + v, 0);
+        for (let k = 0; k < 8; k++) expect(Math.abs(pattern[(b * 8 + q) * 8 + k]! - exp[k]! / total)).toBeLessThan(1e-5);
+      }
+    }
+  });
+
+  it('scales with multiplicationValue and renormalises with applySoftmax; per-head edits touch one head', () => {
+    const cache = model.forward(ids, {
+      extractionConfig: { extractAttnPattern: true, extractHeadValues: true, attnHeads: [{ layer: 1, head: 0 }, { layer: 1, head: 1 }] },
+      interventions: [
+        { type: 'rows', activation: 'pattern_L1H0', tokenPositions: ['all'], patchingValues: 'ablation', multiplicationValue: 3, applySoftmax: true },
+        { type: 'full', activation: 'head_values_L1H1', tokenPositions: ['all'], patchingValues: 'ablation' },
+      ],
+    });
+    const pattern = cache.tensor('pattern_L1H0').toFloat32Array();
+    for (let r = 0; r < 16; r++) expect(Array.from(pattern.subarray(r * 8, r * 8 + 8)).reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
+    // head_values is extracted before the per-call edit of the same site
+    expect(new Set(cache.tensor('head_values_L1H1').toFloat32Array()).size).toBeGreaterThan(1);
+  });
+
+  it('rejects bad interventions with typed errors', () => {
+    expectThrows(() => model.forward(ids, { interventions: [{ type: 'full', activation: 'resid_out_9', tokenPositions: [0] }] }), InvalidArgumentError, /layer 9 does not exist/);
+    expectThrows(() => model.forward(ids, { interventions: [{ type: 'full', activation: 'pattern_L0H0', tokenPositions: [0] }] }), InvalidArgumentError, /applies to patterns only|does not apply to a pattern/);
+    expectThrows(() => model.forward(ids, { interventions: [{ type: 'columns', activation: 'resid_out_0', tokenPositions: [0] }] }), InvalidArgumentError, /applies to patterns only/);
+    expectThrows(() => model.forward(ids, { interventions: [{ type: 'full', activation: 'nope', tokenPositions: [0] }] }), InvalidArgumentError, /unknown activation/);
+    expectThrows(
+      () => model.forward(ids, { interventions: [{ type: 'full', activation: 'resid_out_0', tokenPositions: [3], patchingValues: tensor([1, 2]) }] }),
+      ShapeError,
+      /patch for 'transformer.h.0:output' is \[2\]; the selected cells are \[2, 1, 32\]/,
+    );
+    expectThrows(() => model.registerInterventions([{ type: 'full', activation: 'resid_out_0', tokenPositions: ['first'] }]), TokenPositionError, /unknown token position/);
+    expect(model.interventions).toEqual([]);
   });
 });
