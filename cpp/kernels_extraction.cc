@@ -6,6 +6,8 @@
 //              or 'per_head' ([B, H, T, dh] -> one [B, n, dh] per head).
 //   pattern    attention_pattern_head: per head, the pattern at the positions ([B, n, n]) or its
 //              blocks (row groups x column groups) reduced by mean, sum or baseline_ratio.
+//   project_heads  head_out / projected vectors: per head, the vectors at the positions times the
+//              head's block of W_O, [B, n, d_model] (see ProjectHeadsKernel).
 //   statistics compute_statistics: mean, variance (E[x^2] - E[x]^2) and second moment over the
 //              last dimension at the positions, each [B, n].
 //
@@ -269,6 +271,65 @@ class StatisticsKernel : public HookKernel {
   at::Tensor mean_, variance_, second_;
 };
 
+// head_out / projected_{query,key,value}: per head, the head's vectors at the positions multiplied by
+// its block of the output projection W_O ([d_model, H * d_head]): the head's contribution to the
+// residual stream. With a bias, each head adds b_O / H, so the heads sum to the attention output
+// (easyroutine added b_O // H, an integer division).
+class ProjectHeadsKernel : public HookKernel {
+ public:
+  ProjectHeadsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, bool avgOverExample, at::Tensor weight, at::Tensor bias,
+                     std::vector<int64_t> heads, int64_t nHeads)
+      : rows_(std::move(rows)), groups_(std::move(groups)), avgOverExample_(avgOverExample), weight_(std::move(weight)), bias_(std::move(bias)),
+        heads_(std::move(heads)), nHeads_(nHeads) {}
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
+    const int64_t dHead = value.size(3);
+    if (weight_.dim() != 2 || weight_.size(1) != nHeads_ * dHead) {
+      throw TypedError(ErrorKind::Shape, "W_O is " + ShapeString(weight_.sizes()) + "; expected [d_model, " + std::to_string(nHeads_ * dHead) + "]");
+    }
+    const int64_t group = nHeads_ / value.size(1);  // query heads per key/value head
+    at::Tensor tokens = value.detach().transpose(1, 2);  // [B, T, Hx, dh]
+    at::Tensor index = IndexTensor(rows_, tokens.size(0), tokens.size(1), point, tokens.device());
+    at::Tensor picked = tokens.gather(1, index.unsqueeze(-1).unsqueeze(-1).expand({index.size(0), index.size(1), tokens.size(2), dHead}));
+    std::vector<std::pair<int64_t, at::Tensor>> out;
+    at::Tensor weight = weight_.to(value.device(), value.scalar_type());
+    for (int64_t h : heads_) {
+      at::Tensor x = picked.select(2, h / group);  // [B, n, dh]
+      at::Tensor projected = at::matmul(x, weight.narrow(1, h * dHead, dHead).t());
+      if (bias_.defined()) projected = projected + bias_.to(value.device(), value.scalar_type()) / static_cast<double>(nHeads_);
+      if (!groups_.empty()) projected = GroupMeans(projected, groups_);
+      if (avgOverExample_) projected = projected.mean(0, /*keepdim=*/true);
+      out.emplace_back(h, projected);
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_ = std::move(out);
+    return {};
+  }
+
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Napi::Array out = Napi::Array::New(env, results_.size());
+    for (size_t i = 0; i < results_.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Number::New(env, static_cast<double>(results_[i].first)));
+      pair.Set(1u, TensorHandle::Wrap(env, results_[i].second));
+      out.Set(static_cast<uint32_t>(i), pair);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> groups_;
+  bool avgOverExample_;
+  at::Tensor weight_, bias_;
+  std::vector<int64_t> heads_;
+  int64_t nHeads_;
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, at::Tensor>> results_;
+};
+
 std::string StringOption(const Napi::Object& options, const char* name, const std::string& fallback) {
   Napi::Value value = options.Get(name);
   return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
@@ -301,6 +362,19 @@ EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
                               return std::make_shared<PatternKernel>(columns, Sizes(options.Get("groups"), "groups"),
                                                                      rows.IsUndefined() || rows.IsNull() ? std::vector<std::vector<int64_t>>{} : Rows(rows, "rows"),
                                                                      Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction);
+                            });
+
+EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
+                            "per head, vectors at positions times the head's block of W_O ({positions, groups?, weight, bias?, heads, nHeads, avgOverExample?})",
+                            [](Napi::Env env, const Napi::Object& options) {
+                              Napi::Value bias = options.Get("bias");
+                              at::Tensor biasTensor = bias.IsUndefined() || bias.IsNull() ? at::Tensor() : TensorHandle::From(env, bias, "options.bias");
+                              Napi::Value nHeads = options.Get("nHeads");
+                              if (!nHeads.IsNumber()) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('project_heads'): options.nHeads must be a number");
+                              return std::make_shared<ProjectHeadsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
+                                                                          options.Get("avgOverExample").ToBoolean().Value(),
+                                                                          TensorHandle::From(env, options.Get("weight"), "options.weight"), biasTensor,
+                                                                          Sizes(options.Get("heads"), "heads"), nHeads.As<Napi::Number>().Int64Value());
                             });
 
 EASYROUTINE_REGISTER_KERNEL(statistics, "statistics", "mean, variance and second moment over the last dimension at positions ({positions})",

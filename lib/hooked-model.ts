@@ -164,6 +164,26 @@ export class HookedModel {
         });
         hooks.push([point, hook]);
       }
+      for (const [flag, name, point] of [
+        [config.extractHeadOut, 'head_out', p.head_output],
+        [config.extractHeadValuesProjected, 'projected_value', p.values],
+        [config.extractHeadKeysProjected, 'projected_key', p.keys],
+        [config.extractHeadQueriesProjected, 'projected_query', p.queries],
+      ] as const) {
+        if (!flag) continue;
+        const heads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+        if (heads.length === 0) continue;
+        const { weight, bias } = this.#outputProjection(i);
+        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
+        collectors.push({
+          key: `${name}_L${i}`,
+          hook,
+          collect: (cache, h) => {
+            for (const [head, value] of h.results() as [number, Tensor][]) cache.addWithInfo(`${name}_L${i}H${head}`, value, `${point} x W_O block: [batch, position, d_model]`);
+          },
+        });
+        hooks.push([point, hook]);
+      }
       const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
       if (config.extractAttnPattern && patternHeads.length > 0) {
         const heads = patternHeads;
@@ -233,6 +253,23 @@ export class HookedModel {
     cache.set('mapping_index', mappingIndex);
     cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
     return cache;
+  }
+
+  #projections = new Map<number, { weight: Tensor; bias: Tensor | undefined }>();
+
+  /** W_O and b_O of a layer (sharing the model's memory). */
+  #outputProjection(layer: number): { weight: Tensor; bias: Tensor | undefined } {
+    let found = this.#projections.get(layer);
+    if (!found) {
+      const path = this.architecture.layers[layer]?.outputProjection;
+      if (!path) throw new InvalidArgumentError(`HookedModel: no output projection (W_O) found for layer ${layer}; pass outputProjection in the architecture overrides`);
+      const parameters = this.model.parameters();
+      const weight = parameters.get(`${path}.weight`);
+      if (!weight) throw new InvalidArgumentError(`HookedModel: '${path}' has no weight to use as W_O`);
+      found = { weight, bias: parameters.get(`${path}.bias`) };
+      this.#projections.set(layer, found);
+    }
+    return found;
   }
 
   /** Adds interventions that apply to every later forward (before per-call ones). */
