@@ -7,6 +7,8 @@ namespace easyroutine {
 
 Napi::Value HookKernel::Results(Napi::Env env) { return env.Undefined(); }
 
+void HookKernel::Configure(Napi::Env, const Napi::Object&) { throw TypedError(ErrorKind::InvalidArgument, "this native hook takes no new options"); }
+
 KernelRegistry& KernelRegistry::Instance() {
   static KernelRegistry registry;
   return registry;
@@ -44,6 +46,7 @@ Napi::Function KernelHandle::Define(Napi::Env env) {
                      {
                          InstanceMethod<&KernelHandle::Results>("results"),
                          InstanceMethod<&KernelHandle::Reset>("reset"),
+                         InstanceMethod<&KernelHandle::Configure>("configure"),
                          InstanceMethod<&KernelHandle::Name>("name"),
                      });
 }
@@ -90,6 +93,15 @@ Napi::Value KernelHandle::Results(const Napi::CallbackInfo& info) {
 Napi::Value KernelHandle::Reset(const Napi::CallbackInfo& info) {
   kernel_->Reset();
   return info.Env().Undefined();
+}
+
+Napi::Value KernelHandle::Configure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::InvalidArgument, "NativeHook.configure", [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject()) throw TypedError(ErrorKind::InvalidArgument, "NativeHook.configure: expected an options object");
+    kernel_->Configure(env, info[0].As<Napi::Object>());
+    return env.Undefined();
+  });
 }
 
 Napi::Value KernelHandle::Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }

@@ -27,6 +27,8 @@ class HookKernel {
   virtual Napi::Value Results(Napi::Env env);
   // Forgets what was collected.
   virtual void Reset() {}
+  // Takes new per-call options (e.g. the positions of the next batch) while keeping what it collected.
+  virtual void Configure(Napi::Env env, const Napi::Object& options);
 };
 
 // Creates a kernel from the options object JS passed (on the JS thread); throws TypedError on bad options.
@@ -73,6 +75,7 @@ class KernelHandle : public Napi::ObjectWrap<KernelHandle> {
  private:
   Napi::Value Results(const Napi::CallbackInfo& info);
   Napi::Value Reset(const Napi::CallbackInfo& info);
+  Napi::Value Configure(const Napi::CallbackInfo& info);
   Napi::Value Name(const Napi::CallbackInfo& info);
 
   std::shared_ptr<HookKernel> kernel_;

@@ -136,9 +136,12 @@ class PositionsKernel : public HookKernel {
 class PatternKernel : public HookKernel {
  public:
   PatternKernel(std::vector<std::vector<int64_t>> columns, std::vector<int64_t> columnGroups, std::vector<std::vector<int64_t>> rows,
-                std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction)
+                std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction, bool runningMean)
       : columns_(std::move(columns)), columnGroups_(std::move(columnGroups)), rows_(std::move(rows)), rowGroups_(std::move(rowGroups)),
-        offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)) {}
+        offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)), runningMean_(runningMean) {}
+
+  // The next batch's positions; with runningMean the mean so far is kept.
+  void Configure(Napi::Env, const Napi::Object& options) override;
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, query, key]");
@@ -203,6 +206,23 @@ class PatternKernel : public HookKernel {
       }
     }
     std::lock_guard<std::mutex> lock(mutex_);
+    if (runningMean_) {
+      // avg_attention_pattern_head: avg += (batch mean - avg) / (batches + 1)
+      for (size_t i = 0; i < out.size(); ++i) {
+        at::Tensor batchMean = out[i].second.mean(0, /*keepdim=*/true);
+        if (batches_ == 0) {
+          results_.push_back({out[i].first, batchMean});
+        } else {
+          if (results_[i].second.sizes() != batchMean.sizes()) {
+            throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch has " + ShapeString(batchMean.sizes()) + " positions, earlier ones " +
+                                                   ShapeString(results_[i].second.sizes()));
+          }
+          results_[i].second = results_[i].second + (batchMean - results_[i].second) / static_cast<double>(batches_ + 1);
+        }
+      }
+      ++batches_;
+      return {};
+    }
     results_ = std::move(out);
     return {};
   }
@@ -233,9 +253,18 @@ class PatternKernel : public HookKernel {
   std::vector<int64_t> offsets_;
   std::vector<int64_t> heads_;
   std::string reduction_;
+  bool runningMean_;
+  int64_t batches_ = 0;
   std::mutex mutex_;
   std::vector<std::pair<int64_t, at::Tensor>> results_;
 };
+
+void PatternKernel::Configure(Napi::Env, const Napi::Object& options) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  columns_ = Rows(options.Get("positions"), "positions");
+  offsets_ = Sizes(options.Get("offsets"), "offsets");
+  offsets_.resize(columns_.size(), 0);
+}
 
 class StatisticsKernel : public HookKernel {
  public:
@@ -361,7 +390,8 @@ EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
                               offsets.resize(columns.size(), 0);
                               return std::make_shared<PatternKernel>(columns, Sizes(options.Get("groups"), "groups"),
                                                                      rows.IsUndefined() || rows.IsNull() ? std::vector<std::vector<int64_t>>{} : Rows(rows, "rows"),
-                                                                     Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction);
+                                                                     Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction,
+                                                                     options.Get("runningMean").ToBoolean().Value());
                             });
 
 EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",

@@ -63,6 +63,7 @@ export interface NativeAbortToken {
 export interface NativeKernel {
   results(): unknown;
   reset(): void;
+  configure(options: Record<string, unknown>): void;
   name(): string;
 }
 

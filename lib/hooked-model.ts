@@ -39,6 +39,9 @@ export interface Intervention {
   applySoftmax?: boolean;
 }
 
+/** One batch of {@link HookedModel.extractCache}. */
+export type ExtractionBatch = Tensor | number[][] | { inputIds: Tensor | number[][]; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
+
 /** Options of {@link HookedModel.forward}. */
 export interface HookedForwardOptions {
   /** Which positions to extract (default `['all']`); see the token position grammar. */
@@ -55,6 +58,16 @@ export interface HookedForwardOptions {
   interventions?: Intervention[];
   /** Your own hooks, run together with the built-in ones (after them, on shared points). */
   hooks?: HookMap;
+}
+
+/** Options of {@link HookedModel.extractCache}. */
+export interface ExtractCacheOptions extends HookedForwardOptions {
+  /** Called after each batch with the number done and `total` when given. */
+  onProgress?: (done: number, total: number | undefined) => void;
+  /** The number of batches, for progress reports. */
+  total?: number;
+  /** Stops the extraction between hooks and between batches; the promise rejects with the reason. */
+  signal?: AbortSignal;
 }
 
 interface Collector {
@@ -93,6 +106,49 @@ export class HookedModel {
    * position axis) and `logits` at the target positions.
    */
   forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
+    const plan = this.#plan(inputIds, options);
+    this.model.forward(plan.ids, { hooks: plan.hooks });
+    return plan.finish();
+  }
+
+  /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
+  async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
+    const plan = this.#plan(inputIds, options);
+    await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, signal: options.signal });
+    return plan.finish();
+  }
+
+  /**
+   * Extraction over a dataset: runs {@link HookedModel.forwardAsync} on each batch (a token id
+   * tensor or rows, or `{ inputIds, attentionMask?, pivotPositions? }`) and merges the caches as it
+   * goes (one concatenation per key at the end). With `extractAvgAttnPattern`, `avg_pattern_L{l}H{h}`
+   * holds the running mean over batches of the batch-mean pattern at the target positions, in
+   * constant memory. `onProgress(done, total)` is called after each batch; `signal` stops between
+   * hooks and batches.
+   */
+  async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
+    const merged = new ActivationCache();
+    const running = new Map<string, NativeHook>();
+    let done = 0;
+    {
+      using _deferred = merged.deferredMode();
+      for await (const batch of batches as AsyncIterable<ExtractionBatch>) {
+        options.signal?.throwIfAborted();
+        const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
+        const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
+        await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, signal: options.signal });
+        merged.cat(plan.finish());
+        options.onProgress?.(++done, options.total);
+      }
+    }
+    for (const [layer, hook] of running) {
+      for (const [head, value] of hook.results() as [number, Tensor][]) merged.addWithInfo(`avg_pattern_L${layer}H${head}`, value, '[1, position, position]: running mean over batches');
+    }
+    merged.addMetadata({ batches: done, targetTokenPositions: options.targetTokenPositions ?? ['all'], extractionConfig: extractionConfig(options.extractionConfig ?? {}), interventions: [...this.#interventions, ...(options.interventions ?? [])].map((i) => ({ ...i, patchingValues: i.patchingValues instanceof Tensor ? 'tensor' : i.patchingValues ?? 'ablation' })) });
+    return merged;
+  }
+
+  #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: Map<string, NativeHook>): { ids: Tensor; hooks: Record<string, Hook[]>; finish(): ActivationCache } {
     const ids = idsTensor(inputIds);
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
@@ -185,6 +241,16 @@ export class HookedModel {
         hooks.push([point, hook]);
       }
       const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+      if (config.extractAvgAttnPattern && running && patternHeads.length > 0) {
+        let hook = running.get(String(i));
+        if (!hook) {
+          hook = nativeHook('pattern', { positions, groups: groupSizes, offsets, heads: patternHeads, reduction: 'none', runningMean: true });
+          running.set(String(i), hook);
+        } else {
+          hook.configure({ positions, offsets });
+        }
+        hooks.push([p.pattern, hook]);
+      }
       if (config.extractAttnPattern && patternHeads.length > 0) {
         const heads = patternHeads;
         const rowSpecs = config.attnPatternRowPositions;
@@ -235,8 +301,8 @@ export class HookedModel {
     for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
     for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
     for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
-    this.model.forward(ids, { hooks: hookMap });
 
+    const finish = () => {
     const cache = new ActivationCache();
     for (const collector of collectors) collector.collect(cache, collector.hook);
     if (config.saveInputIds) {
@@ -253,6 +319,8 @@ export class HookedModel {
     cache.set('mapping_index', mappingIndex);
     cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
     return cache;
+    };
+    return { ids, hooks: hookMap, finish };
   }
 
   #projections = new Map<number, { weight: Tensor; bias: Tensor | undefined }>();

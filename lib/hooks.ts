@@ -89,6 +89,12 @@ export class NativeHook {
   reset(): void {
     this.native.reset();
   }
+
+  /** @internal New per-call options (e.g. the next batch's positions), keeping what was collected. */
+  configure(options: Record<string, unknown>): this {
+    this.native.configure(options);
+    return this;
+  }
 }
 
 function wrapTensors(value: unknown): unknown {

@@ -296,3 +296,30 @@ describe('per-head projections', () => {
     }
   });
 });
+
+describe('extraction over a dataset', () => {
+  const model = HookedModel.load(fixture('gpt2_scripted.pt'));
+  const rows = reference<FamilyReference>('gpt2.json').cases[0]!.input_ids;
+  async function* batches() {
+    for (const row of rows) yield { inputIds: [row] };
+  }
+
+  it('merges batches, reports progress and keeps a running mean of patterns', async () => {
+    const progress: [number, number | undefined][] = [];
+    const config = { extractResidOut: true, extractAvgAttnPattern: true, extractAttnPattern: true, attnHeads: [{ layer: 1, head: 0 }] };
+    const merged = await model.extractCache(batches(), { targetTokenPositions: [[2, 6]], extractionConfig: config, onProgress: (d, t) => progress.push([d, t]), total: 2 });
+    const whole = model.forward(rows, { targetTokenPositions: [[2, 6]], extractionConfig: config });
+    expect(progress).toEqual([[1, 2], [2, 2]]);
+    close(merged.tensor('resid_out_1'), Array.from(whole.tensor('resid_out_1').toFloat32Array()), [2, 4, 32]);
+    close(merged.tensor('pattern_L1H0'), Array.from(whole.tensor('pattern_L1H0').toFloat32Array()), [2, 4, 4]);
+    const both = whole.tensor('pattern_L1H0').toFloat32Array();
+    close(merged.tensor('avg_pattern_L1H0'), Array.from({ length: 16 }, (_, i) => (both[i]! + both[16 + i]!) / 2), [1, 4, 4]);
+    expect(merged.metadata['batches']).toBe(2);
+  });
+
+  it('stops when the signal aborts', async () => {
+    const controller = new AbortController();
+    const run = model.extractCache(batches(), { extractionConfig: { extractResidOut: true }, signal: controller.signal, onProgress: () => controller.abort(new Error('enough')) });
+    await expect(run).rejects.toThrow('enough');
+  });
+});
