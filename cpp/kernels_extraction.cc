@@ -359,6 +359,27 @@ class ProjectHeadsKernel : public HookKernel {
   std::vector<std::pair<int64_t, at::Tensor>> results_;
 };
 
+// input_embedding_hook with keep_gradient: the value becomes a leaf that requires grad, so gradients
+// of any output with respect to it can be taken after the forward.
+class GradientLeafKernel : public HookKernel {
+ public:
+  at::Tensor Run(const at::Tensor& value, const HookPoint&) override {
+    at::Tensor leaf = value.detach().clone().requires_grad_(true);
+    std::lock_guard<std::mutex> lock(mutex_);
+    leaf_ = leaf;
+    return leaf;
+  }
+
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return leaf_.defined() ? Napi::Value(TensorHandle::Wrap(env, leaf_)) : env.Undefined();
+  }
+
+ private:
+  std::mutex mutex_;
+  at::Tensor leaf_;
+};
+
 std::string StringOption(const Napi::Object& options, const char* name, const std::string& fallback) {
   Napi::Value value = options.Get(name);
   return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
@@ -406,6 +427,9 @@ EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
                                                                           TensorHandle::From(env, options.Get("weight"), "options.weight"), biasTensor,
                                                                           Sizes(options.Get("heads"), "heads"), nHeads.As<Napi::Number>().Int64Value());
                             });
+
+EASYROUTINE_REGISTER_KERNEL(gradient_leaf, "gradient_leaf", "makes the value a leaf that requires grad (results(): the leaf), for gradients after a forward with grad",
+                            [](Napi::Env, const Napi::Object&) { return std::make_shared<GradientLeafKernel>(); });
 
 EASYROUTINE_REGISTER_KERNEL(statistics, "statistics", "mean, variance and second moment over the last dimension at positions ({positions})",
                             [](Napi::Env, const Napi::Object& options) { return std::make_shared<StatisticsKernel>(Rows(options.Get("positions"), "positions")); });

@@ -1,5 +1,7 @@
 #include "tensor_handle.h"
 
+#include <torch/csrc/autograd/autograd.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -193,6 +195,20 @@ Napi::Value TensorHandle::Cat(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::Stack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Shape, "stack", [&]() -> Napi::Value { return Wrap(env, at::stack(TensorList(env, info[0], "stack"), DimArgument(info))); });
+}
+
+Napi::Value TensorHandle::Grad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Torch, "grad", [&]() -> Napi::Value {
+    at::Tensor output = From(env, info[0], "grad: output");
+    if (output.numel() != 1) throw TypedError(ErrorKind::Shape, "grad: the output must have one element, got " + ShapeString(output.sizes()));
+    if (!output.requires_grad()) throw TypedError(ErrorKind::InvalidArgument, "grad: the output does not depend on anything that requires grad (run the forward with { grad: true })");
+    std::vector<at::Tensor> inputs = TensorList(env, info[1], "grad: inputs");
+    std::vector<at::Tensor> grads = torch::autograd::grad({output.reshape({})}, inputs, {}, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+    Napi::Array out = Napi::Array::New(env, grads.size());
+    for (size_t i = 0; i < grads.size(); ++i) out.Set(static_cast<uint32_t>(i), grads[i].defined() ? Napi::Value(Wrap(env, grads[i])) : env.Null());
+    return out;
+  });
 }
 
 Napi::Object TensorHandle::WrapBorrowed(Napi::Env env, at::Tensor tensor) {

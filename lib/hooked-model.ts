@@ -10,7 +10,7 @@ import { InvalidArgumentError } from './errors';
 import { extractionConfig, type ExtractionConfig } from './extraction-config';
 import { nativeHook, type Hook, type HookMap, type NativeHook } from './hooks';
 import { loadModel, type LoadOptions, type Model } from './model';
-import { Tensor, tensor } from './tensor';
+import { Tensor, grad, tensor } from './tensor';
 import { resolveTokenPositions, spansFromAttentionMask, validateTokenPosition, type SequenceSpan, type TokenPosition } from './token-positions';
 
 /** Where an intervention acts: the cell selection of easyroutine's intervention types. */
@@ -54,6 +54,11 @@ export interface HookedForwardOptions {
   attentionMask?: Tensor | number[][];
   /** Seed of the random position specs (default 0). */
   seed?: number;
+  /**
+   * With `keepGradient`: the logit whose gradient is taken, `logits[0, -1, vocabularyIndex]`
+   * (default: the top prediction there).
+   */
+  vocabularyIndex?: number;
   /** Interventions for this forward only (after the registered ones). */
   interventions?: Intervention[];
   /** Your own hooks, run together with the built-in ones (after them, on shared points). */
@@ -107,15 +112,13 @@ export class HookedModel {
    */
   forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);
-    this.model.forward(plan.ids, { hooks: plan.hooks });
-    return plan.finish();
+    return plan.finish(this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad }) as Tensor);
   }
 
   /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
   async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
     const plan = this.#plan(inputIds, options);
-    await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, signal: options.signal });
-    return plan.finish();
+    return plan.finish((await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal: options.signal })) as Tensor);
   }
 
   /**
@@ -136,8 +139,7 @@ export class HookedModel {
         options.signal?.throwIfAborted();
         const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
         const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
-        await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, signal: options.signal });
-        merged.cat(plan.finish());
+        merged.cat(plan.finish((await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal: options.signal })) as Tensor));
         options.onProgress?.(++done, options.total);
       }
     }
@@ -148,7 +150,11 @@ export class HookedModel {
     return merged;
   }
 
-  #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: Map<string, NativeHook>): { ids: Tensor; hooks: Record<string, Hook[]>; finish(): ActivationCache } {
+  #plan(
+    inputIds: Tensor | number[][],
+    options: HookedForwardOptions,
+    running?: Map<string, NativeHook>,
+  ): { ids: Tensor; hooks: Record<string, Hook[]>; grad: boolean; finish(output: Tensor): ActivationCache } {
     const ids = idsTensor(inputIds);
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
@@ -282,6 +288,11 @@ export class HookedModel {
       collectors.push({ key: 'last_layernorm', hook, collect: (cache, h) => cache.addWithInfo('last_layernorm', h.results() as never, '{mean, variance, second_moment}: [batch, position]') });
       hooks.push([`${arch.finalNorm}:input`, hook]);
     }
+    let leaf: NativeHook | undefined;
+    if (config.keepGradient) {
+      leaf = nativeHook('gradient_leaf');
+      hooks.push([arch.embeddings, leaf]);
+    }
     if (config.saveLogits) {
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
       collectors.push({ key: 'logits', hook, collect: (cache, h) => cache.addWithInfo('logits', h.results() as Tensor, '[batch, position, vocabulary]') });
@@ -302,8 +313,16 @@ export class HookedModel {
     for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
     for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
 
-    const finish = () => {
+    const finish = (output: Tensor) => {
     const cache = new ActivationCache();
+    if (leaf) {
+      const embeddings = leaf.results() as Tensor;
+      const last = output.index(0, -1);
+      const vocabularyIndex = options.vocabularyIndex ?? argmax(last.toFloat32Array());
+      const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
+      cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
+      cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
+    }
     for (const collector of collectors) collector.collect(cache, collector.hook);
     if (config.saveInputIds) {
       const index = tensor(positions, { dtype: 'int64' });
@@ -320,7 +339,7 @@ export class HookedModel {
     cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
     return cache;
     };
-    return { ids, hooks: hookMap, finish };
+    return { ids, hooks: hookMap, grad: config.keepGradient, finish };
   }
 
   #projections = new Map<number, { weight: Tensor; bias: Tensor | undefined }>();
@@ -433,6 +452,12 @@ export class HookedModel {
     if (values.length !== batch * seq) throw new InvalidArgumentError(`HookedModel.forward: attentionMask has ${values.length} entries; the input is [${batch}, ${seq}]`);
     return spansFromAttentionMask(values, batch, seq);
   }
+}
+
+function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
 }
 
 /** ids[b, index[b, j]] for every row b. */

@@ -14,6 +14,7 @@ export {
   fromTypedArray,
   cat,
   stack,
+  grad,
   DTYPES,
   type DType,
   type Device,

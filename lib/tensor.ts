@@ -385,3 +385,12 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
 export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
   return new Tensor(native.stack(tensors.map((t) => t.native), dim));
 }
+
+/**
+ * Gradients of a one-element `output` with respect to each of `inputs` (`torch.autograd.grad`):
+ * null for an input the output does not depend on. Nothing accumulates into parameters. The output
+ * must come from a forward run with `{ grad: true }`.
+ */
+export function grad(output: Tensor, inputs: readonly Tensor[]): (Tensor | null)[] {
+  return native.grad(output.native, inputs.map((t) => t.native)).map((g) => (g ? new Tensor(g) : null));
+}

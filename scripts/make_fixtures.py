@@ -426,7 +426,7 @@ def build_family(name: str, out_dir: str):
         "copy_resid_0_5_to_3": (f"{blocks}.0", "output", copy_position(5, 3)),
     }
     with open(os.path.join(out_dir, f"{name}_hooks.json"), "w") as f:
-        json.dump(hook_references(name, model, input_ids, attention_paths, edits), f)
+        json.dump(hook_references(name, model, input_ids, attention_paths, edits, gradient_block=f"{blocks}.0"), f)
 
 
 # ---------------------------------------------------------------- hook point references
@@ -476,7 +476,7 @@ def encode(t: torch.Tensor):
     return {"shape": list(t.shape), "values": [x if math.isfinite(x) else ("-inf" if x < 0 else "inf") for x in t.reshape(-1).tolist()]}
 
 
-def hook_references(name: str, model: nn.Module, ids: torch.Tensor, attention_paths, edits):
+def hook_references(name: str, model: nn.Module, ids: torch.Tensor, attention_paths, edits, gradient_block=None):
     """What PyTorch's forward hooks on the original module see at every module point, the attention
     internals recomputed in Python, and the logits after edits done in Python."""
     points = {}
@@ -516,6 +516,25 @@ def hook_references(name: str, model: nn.Module, ids: torch.Tensor, attention_pa
     for h in handles:
         h.remove()
 
+    gradients = None
+    if gradient_block is not None:
+        # keep_gradient: d logits[0, -1, v] / d (input of block 0), v the top prediction there
+        block0 = gradient_block
+        leaf = {}
+
+        def make_leaf(module, args):
+            x = args[0].detach().clone().requires_grad_(True)
+            leaf["x"] = x
+            return (x,)
+
+        handle = model.get_submodule(block0).register_forward_pre_hook(make_leaf)
+        out = model(ids)
+        handle.remove()
+        logits = out if isinstance(out, torch.Tensor) else out["logits"]
+        v = int(logits[0, -1].argmax())
+        (grad,) = torch.autograd.grad(logits[0, -1, v], [leaf["x"]])
+        gradients = {"vocabulary_index": v, "input_embeddings_gradients": encode(grad)}
+
     results = {}
     for edit_name, (path, kind, fn) in edits.items():
         module = model.get_submodule(path)
@@ -529,7 +548,7 @@ def hook_references(name: str, model: nn.Module, ids: torch.Tensor, attention_pa
             logits = model(ids)
         handle.remove()
         results[edit_name] = encode(logits if isinstance(logits, torch.Tensor) else logits["logits"])
-    return {"points": points, "edits": results}
+    return {"points": points, "edits": results, "gradients": gradients}
 
 
 def zero_head(head):

@@ -323,3 +323,19 @@ describe('extraction over a dataset', () => {
     await expect(run).rejects.toThrow('enough');
   });
 });
+
+describe('keep_gradient', () => {
+  it.each(['gpt2', 'llama'])('gives d logit / d input embeddings as PyTorch autograd does (%s)', (family) => {
+    const refs = reference<HookReference & { gradients: { vocabulary_index: number; input_embeddings_gradients: EncodedTensor } }>(`${family}_hooks.json`);
+    const ids = reference<FamilyReference>(`${family}.json`).cases[0]!.input_ids;
+    const model = HookedModel.load(fixture(`${family}_scripted.pt`));
+    const cache = model.forward(ids, { extractionConfig: { keepGradient: true } });
+    const gradients = cache.tensor('input_embeddings_gradients');
+    close(gradients, Array.from(decode(refs.gradients.input_embeddings_gradients)), [2, 8, 32]);
+    expect(cache.tensor('input_embeddings').requiresGrad).toBe(true);
+    const explicit = model.forward(ids, { extractionConfig: { keepGradient: true }, vocabularyIndex: refs.gradients.vocabulary_index });
+    expect(Array.from(explicit.tensor('input_embeddings_gradients').toFloat32Array())).toEqual(Array.from(gradients.toFloat32Array()));
+    // parameters accumulate nothing
+    expect(model.model.parameters().get('lm_head.weight')!.requiresGrad).toBe(true);
+  });
+});
