@@ -39,6 +39,19 @@ export interface Intervention {
   applySoftmax?: boolean;
 }
 
+/** Turns token ids into text (e.g. a tokenizers.js or transformers.js tokenizer). */
+export interface Tokenizer {
+  decode(ids: number[]): string;
+}
+
+/** One of the top predictions of {@link HookedModel.predict}. */
+export interface Prediction {
+  token: number;
+  probability: number;
+  /** The decoded token, when the model has a tokenizer. */
+  text?: string;
+}
+
 /** One batch of {@link HookedModel.extractCache}. */
 export type ExtractionBatch = Tensor | number[][] | { inputIds: Tensor | number[][]; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
 
@@ -95,14 +108,45 @@ export class HookedModel {
   readonly architecture: ArchitectureMapping;
   #interventions: Intervention[] = [];
 
-  constructor(model: Model, overrides: ArchitectureOverrides = {}) {
+  /** Decodes token ids for {@link HookedModel.toStringTokens}, predictions and `token_dict`. */
+  tokenizer: Tokenizer | undefined;
+
+  constructor(model: Model, overrides: ArchitectureOverrides = {}, tokenizer?: Tokenizer) {
     this.model = model;
     this.architecture = detectArchitecture(model, overrides);
+    this.tokenizer = tokenizer;
   }
 
   /** Loads a TorchScript file and maps its architecture. */
-  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides } = {}): HookedModel {
-    return new HookedModel(loadModel(path, options), options.architecture);
+  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides; tokenizer?: Tokenizer } = {}): HookedModel {
+    return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer);
+  }
+
+  /** Each token id as text (needs a tokenizer). */
+  toStringTokens(ids: readonly number[]): string[] {
+    if (!this.tokenizer) throw new InvalidArgumentError('HookedModel.toStringTokens: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer');
+    return ids.map((id) => this.tokenizer!.decode([id]));
+  }
+
+  /**
+   * The k most likely next tokens after each row's last real token, with their probabilities
+   * (softmax of the logits), most likely first.
+   */
+  predict(inputIds: Tensor | number[][], options: { k?: number; attentionMask?: Tensor | number[][] } = {}): Prediction[][] {
+    const k = options.k ?? 5;
+    if (!Number.isInteger(k) || k < 1) throw new InvalidArgumentError(`HookedModel.predict: k must be a positive integer, got ${k}`);
+    const logits = this.forward(inputIds, { targetTokenPositions: ['last'], attentionMask: options.attentionMask }).tensor('logits');
+    const [batch, , vocab] = logits.shape as [number, number, number];
+    const values = logits.toFloat32Array();
+    return Array.from({ length: batch }, (_, b) => {
+      const row = values.subarray(b * vocab, (b + 1) * vocab);
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let total = 0;
+      for (const v of row) total += Math.exp(v - max);
+      const order = Array.from({ length: vocab }, (_, i) => i).sort((x, y) => row[y]! - row[x]!).slice(0, k);
+      return order.map((token) => ({ token, probability: Math.exp(row[token]! - max) / total, ...(this.tokenizer ? { text: this.tokenizer.decode([token]) } : {}) }));
+    });
   }
 
   /**
@@ -336,6 +380,14 @@ export class HookedModel {
       start += count;
     });
     cache.set('mapping_index', mappingIndex);
+    // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
+    const rowIds = Array.from(ids.to('int64').index(0).copyData() as BigInt64Array, Number);
+    const tokenDict: Record<string, (string | number)[]> = {};
+    specs.forEach((spec, i) => {
+      const at = perRow[0]![i]!.map((p) => rowIds[p]!);
+      tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = this.tokenizer ? at.map((id) => this.tokenizer!.decode([id])) : at;
+    });
+    cache.set('token_dict', tokenDict);
     cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
     return cache;
     };

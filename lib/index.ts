@@ -48,7 +48,16 @@ export {
   type HookPoint,
   type HookPointKind,
 } from './hooks';
-export { HookedModel, type HookedForwardOptions, type ExtractCacheOptions, type ExtractionBatch, type Intervention, type InterventionType } from './hooked-model';
+export {
+  HookedModel,
+  type HookedForwardOptions,
+  type ExtractCacheOptions,
+  type ExtractionBatch,
+  type Intervention,
+  type InterventionType,
+  type Prediction,
+  type Tokenizer,
+} from './hooked-model';
 export { detectArchitecture, describeArchitecture, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './architecture';
 export { extractionConfig, EXTRACTION_CONFIG_FIELDS, type ExtractionConfig, type LayerHead, type PatternReduction } from './extraction-config';
 export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './activation-cache';

@@ -339,3 +339,32 @@ describe('keep_gradient', () => {
     expect(model.model.parameters().get('lm_head.weight')!.requiresGrad).toBe(true);
   });
 });
+
+describe('predictions and string tokens', () => {
+  const ref = reference<FamilyReference>('gpt2.json');
+  const ids = ref.cases[0]!.input_ids;
+  const tokenizer = { decode: (t: number[]) => t.map((id) => `<${id}>`).join('') };
+  const model = HookedModel.load(fixture('gpt2_traced.pt'), { tokenizer });
+
+  it('gives the top-k next tokens with softmax probabilities, per row', () => {
+    const predictions = model.predict(ids, { k: 3 });
+    expect(predictions).toHaveLength(2);
+    for (let b = 0; b < 2; b++) {
+      const last = ref.cases[0]!.logits.slice((b * 8 + 7) * 64, (b * 8 + 8) * 64);
+      const max = Math.max(...last);
+      const total = last.reduce((a, v) => a + Math.exp(v - max), 0);
+      const best = last.map((v, i) => [v, i] as const).sort((x, y) => y[0] - x[0]).slice(0, 3);
+      expect(predictions[b]!.map((p) => p.token)).toEqual(best.map(([, i]) => i));
+      for (const [j, [v]] of best.entries()) expect(predictions[b]![j]!.probability).toBeCloseTo(Math.exp(v - max) / total, 5);
+      expect(predictions[b]![0]!.text).toBe(`<${best[0]![1]}>`);
+    }
+    expectThrows(() => model.predict(ids, { k: 0 }), InvalidArgumentError, /k must be a positive integer/);
+  });
+
+  it('decodes tokens and fills token_dict', () => {
+    expect(model.toStringTokens([1, 2])).toEqual(['<1>', '<2>']);
+    const cache = model.forward(ids, { targetTokenPositions: ['last', [0, 2]] });
+    expect(cache.get('token_dict')).toEqual({ last: [`<${ids[0]![7]}>`], '[0,2]': [`<${ids[0]![0]}>`, `<${ids[0]![1]}>`] });
+    expectThrows(() => HookedModel.load(fixture('gpt2_traced.pt')).toStringTokens([1]), InvalidArgumentError, /no tokenizer/);
+  });
+});
