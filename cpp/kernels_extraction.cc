@@ -56,7 +56,11 @@ std::vector<int64_t> Sizes(const Napi::Value& value, const char* what) {
 }
 
 // [B, n] indices on `device`, checked against the batch size and the sequence length.
-at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& rows, int64_t batch, int64_t length, const HookPoint& point, at::Device device) {
+// One row of positions serves every batch row.
+at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& given, int64_t batch, int64_t length, const HookPoint& point, at::Device device) {
+  std::vector<std::vector<int64_t>> broadcast;
+  if (given.size() == 1 && batch > 1) broadcast.assign(batch, given[0]);
+  const auto& rows = broadcast.empty() ? given : broadcast;
   if (static_cast<int64_t>(rows.size()) != batch) {
     throw TypedError(ErrorKind::Shape, "positions for '" + point.name + "' have " + std::to_string(rows.size()) + " rows; the batch has " + std::to_string(batch));
   }
@@ -170,8 +174,10 @@ class PatternKernel : public HookKernel {
         for (int64_t colSize : columnGroups_) {
           std::vector<at::Tensor> perRow;
           for (int64_t b = 0; b < batch; ++b) {
-            std::vector<int64_t> r(rows_[b].begin() + rowStart, rows_[b].begin() + rowStart + rowSize);
-            std::vector<int64_t> c(columns_[b].begin() + colStart, columns_[b].begin() + colStart + colSize);
+            const auto& rowsOf = rows_[b % rows_.size()];
+            const auto& columnsOf = columns_[b % columns_.size()];
+            std::vector<int64_t> r(rowsOf.begin() + rowStart, rowsOf.begin() + rowStart + rowSize);
+            std::vector<int64_t> c(columnsOf.begin() + colStart, columnsOf.begin() + colStart + colSize);
             at::Tensor ri = torch::tensor(r, torch::kInt64).to(head.device());
             at::Tensor ci = torch::tensor(c, torch::kInt64).to(head.device());
             at::Tensor block = head[b].index_select(0, ri).index_select(1, ci);  // [|g1|, |g2|]
@@ -185,7 +191,7 @@ class PatternKernel : public HookKernel {
               for (int64_t i : r) {
                 int64_t allowed = 0;
                 for (int64_t j : c) allowed += j <= i ? 1 : 0;
-                int64_t total = i - offsets_[b] + 1;
+                int64_t total = i - offsets_[b % offsets_.size()] + 1;
                 baseline += total > 0 ? static_cast<double>(allowed) / static_cast<double>(total) : 0.0;
               }
               baseline /= static_cast<double>(r.size());

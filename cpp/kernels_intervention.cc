@@ -76,17 +76,17 @@ class EditPositionsKernel : public HookKernel {
       }
       target = out.select(1, head_);  // a view: edits land in `out`
     }
-    if (static_cast<int64_t>(rows_.size()) != target.size(0)) {
+    if (rows_.size() != 1 && static_cast<int64_t>(rows_.size()) != target.size(0)) {
       throw TypedError(ErrorKind::Shape, "positions for '" + point.name + "' have " + std::to_string(rows_.size()) + " rows; the batch has " + std::to_string(target.size(0)));
     }
     at::Tensor patch = edit_.patch ? edit_.values.to(out.device(), out.scalar_type()) : at::Tensor();
     if (edit_.patch) {
-      std::vector<int64_t> selected{target.size(0), static_cast<int64_t>(rows_[0].size())};
+      std::vector<int64_t> selected{target.size(0), static_cast<int64_t>(rows_[0].size())};  // rows share one count
       for (int64_t d = 2; d < target.dim(); ++d) selected.push_back(target.size(d));
       CheckPatch(patch, selected, point);
     }
     for (int64_t b = 0; b < target.size(0); ++b) {
-      at::Tensor index = Positions(rows_[b], target.size(1), point, out.device());
+      at::Tensor index = Positions(rows_[b % rows_.size()], target.size(1), point, out.device());
       at::Tensor row = target[b];
       if (edit_.patch) {
         row.index_copy_(0, index, patch[b]);
@@ -105,8 +105,10 @@ class EditPositionsKernel : public HookKernel {
 
 class EditPatternKernel : public HookKernel {
  public:
-  EditPatternKernel(int64_t head, std::vector<std::vector<int64_t>> rows, std::vector<std::vector<int64_t>> columns, Edit edit, bool preSoftmax, bool applySoftmax)
-      : head_(head), rows_(std::move(rows)), columns_(std::move(columns)), edit_(std::move(edit)), preSoftmax_(preSoftmax), applySoftmax_(applySoftmax) {}
+  EditPatternKernel(int64_t head, std::vector<std::vector<int64_t>> rows, std::vector<std::vector<int64_t>> columns, Edit edit, bool preSoftmax, bool applySoftmax,
+                    bool exceptLastColumn)
+      : head_(head), rows_(std::move(rows)), columns_(std::move(columns)), edit_(std::move(edit)), preSoftmax_(preSoftmax), applySoftmax_(applySoftmax),
+        exceptLastColumn_(exceptLastColumn) {}
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     if (value.dim() != 4 || head_ < 0 || head_ >= value.size(1)) {
@@ -119,7 +121,7 @@ class EditPatternKernel : public HookKernel {
       at::Tensor matrix = head[b];
       at::Tensor rows = rows_.empty() ? at::arange(matrix.size(0), at::TensorOptions().dtype(at::kLong).device(out.device()))
                                       : Positions(rows_.at(b % rows_.size()), matrix.size(0), point, out.device());
-      at::Tensor cols = columns_.empty() ? at::arange(matrix.size(1), at::TensorOptions().dtype(at::kLong).device(out.device()))
+      at::Tensor cols = columns_.empty() ? at::arange(matrix.size(1) - (exceptLastColumn_ ? 1 : 0), at::TensorOptions().dtype(at::kLong).device(out.device()))
                                          : Positions(columns_.at(b % columns_.size()), matrix.size(1), point, out.device());
       at::Tensor block = matrix.index_select(0, rows).index_select(1, cols);
       at::Tensor edited;
@@ -149,6 +151,7 @@ class EditPatternKernel : public HookKernel {
   std::vector<std::vector<int64_t>> rows_, columns_;
   Edit edit_;
   bool preSoftmax_, applySoftmax_;
+  bool exceptLastColumn_;  // ablate_pos_keep_self_attn_hook: every key but the last
 };
 
 int64_t IntOption(const Napi::Object& options, const char* name, int64_t fallback) {
@@ -173,7 +176,7 @@ EASYROUTINE_REGISTER_KERNEL(edit_pattern, "edit_pattern",
                               if (head < 0) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('edit_pattern'): options.head must be a non-negative integer");
                               return std::make_shared<EditPatternKernel>(head, RowsOption(options.Get("rows"), "rows"), RowsOption(options.Get("columns"), "columns"),
                                                                          EditFrom(env, options, "edit_pattern"), options.Get("preSoftmax").ToBoolean().Value(),
-                                                                         options.Get("applySoftmax").ToBoolean().Value());
+                                                                         options.Get("applySoftmax").ToBoolean().Value(), options.Get("exceptLastColumn").ToBoolean().Value());
                             });
 
 }  // namespace easyroutine

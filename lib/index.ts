@@ -48,6 +48,7 @@ export {
   type HookPoint,
   type HookPointKind,
 } from './hooks';
+export * as builtins from './builtins';
 export {
   HookedModel,
   type HookedForwardOptions,
