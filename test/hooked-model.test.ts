@@ -368,3 +368,52 @@ describe('predictions and string tokens', () => {
     expectThrows(() => HookedModel.load(fixture('gpt2_traced.pt')).toStringTokens([1]), InvalidArgumentError, /no tokenizer/);
   });
 });
+
+describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inputs-partition-0: 4 positions)', () => {
+  const model = HookedModel.load(fixture('llama_traced.pt'));
+  const ids = [[5, 9, 3, 17, 2, 40]];
+  const base = { targetTokenPositions: ['inputs-partition-0'], pivotPositions: [4] };
+  const L = 2;
+  const H = 4;
+  const cases: [string, string[], number[]][] = [
+    ['extractEmbed', ['embeddings'], [1, 4, 32]],
+    ['extractResidIn', ['resid_in_0', 'resid_in_1'], [1, 4, 32]],
+    ['extractResidMid', ['resid_mid_0', 'resid_mid_1'], [1, 4, 32]],
+    ['extractResidOut', ['resid_out_0', 'resid_out_1'], [1, 4, 32]],
+    ['extractResidInPostLayernorm', ['resid_in_post_layernorm_0', 'resid_in_post_layernorm_1'], [1, 4, 32]],
+    ['extractAttnIn', ['attn_in_0', 'attn_in_1'], [1, 4, 32]],
+    ['extractAttnOut', ['attn_out_0', 'attn_out_1'], [1, 4, 32]],
+    ['extractMlpOut', ['mlp_out_0', 'mlp_out_1'], [1, 4, 32]],
+    ['extractQueries', ['queries_L0', 'queries_L1'], [1, 4, 32]],
+    ['extractKeys', ['keys_L0', 'keys_L1'], [1, 4, 16]],
+    ['extractValues', ['values_L0', 'values_L1'], [1, 4, 16]],
+    ['extractHeadQueries', perHead('head_queries'), [1, 4, 8]],
+    ['extractHeadKeys', perHead('head_keys'), [1, 4, 8]],
+    ['extractHeadValues', perHead('head_values'), [1, 4, 8]],
+    ['extractHeadOut', perHead('head_out'), [1, 4, 32]],
+    ['extractHeadValuesProjected', perHead('projected_value'), [1, 4, 32]],
+    ['extractHeadKeysProjected', perHead('projected_key'), [1, 4, 32]],
+    ['extractHeadQueriesProjected', perHead('projected_query'), [1, 4, 32]],
+    ['extractAttnPattern', perHead('pattern'), [1, 4, 4]],
+    ['saveInputIds', ['input_ids'], [1, 4]],
+  ];
+  function perHead(name: string) {
+    return Array.from({ length: L * H }, (_, i) => `${name}_L${Math.floor(i / H)}H${i % H}`);
+  }
+  it.each(cases)('%s', (flag, keys, shape) => {
+    const cache = model.forward(ids, { ...base, extractionConfig: { [flag]: true, saveLogits: false } });
+    expect(cache.keys().filter((k) => k !== 'mapping_index' && k !== 'token_dict').sort()).toEqual([...keys].sort());
+    for (const key of keys) expect(cache.tensor(key).shape, key).toEqual(shape);
+  });
+
+  it('saveLogits, extractLastLayernorm, keepGradient, avg and avgOverExample', () => {
+    expect(model.forward(ids, base).tensor('logits').shape).toEqual([1, 4, 64]);
+    const stats = model.forward(ids, { ...base, extractionConfig: { extractLastLayernorm: true } }).get('last_layernorm') as Record<string, Tensor>;
+    expect(Object.keys(stats).sort()).toEqual(['mean', 'second_moment', 'variance']);
+    expect(stats['mean']!.shape).toEqual([1, 4]);
+    const grads = model.forward(ids, { ...base, extractionConfig: { keepGradient: true } });
+    expect(grads.tensor('input_embeddings_gradients').shape).toEqual([1, 6, 32]);
+    const avg = model.forward([ids[0]!, ids[0]!], { targetTokenPositions: ['inputs-partition-0', 'last'], pivotPositions: [4], extractionConfig: { extractResidOut: true, avg: true, avgOverExample: true } });
+    expect(avg.tensor('resid_out_0').shape).toEqual([1, 2, 32]);
+  });
+});
