@@ -386,6 +386,98 @@ class GradientLeafKernel : public HookKernel {
   at::Tensor leaf_;
 };
 
+// The norms of each head's projected values at every position, for value-weighted patterns
+// (easyroutine's extract_avg_value): ||v_k W_O,h|| for query head h reading kv head h // (H / Hkv).
+class ValueNormKernel : public HookKernel {
+ public:
+  ValueNormKernel(at::Tensor weight, int64_t nHeads) : weight_(std::move(weight)), nHeads_(nHeads) {}
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
+    const int64_t dHead = value.size(3);
+    const int64_t group = nHeads_ / value.size(1);
+    at::Tensor weight = weight_.to(value.device(), value.scalar_type());
+    std::vector<at::Tensor> norms;
+    for (int64_t h = 0; h < nHeads_; ++h) {
+      at::Tensor projected = at::matmul(value.detach().select(1, h / group), weight.narrow(1, h * dHead, dHead).t());  // [B, T, d]
+      norms.push_back(projected.norm(2, {-1}));
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    norms_ = at::stack(norms, 1);  // [B, H, T]
+    return {};
+  }
+
+  at::Tensor norms() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return norms_;
+  }
+
+ private:
+  at::Tensor weight_;
+  int64_t nHeads_;
+  std::mutex mutex_;
+  at::Tensor norms_;
+};
+
+// avg_attention_pattern_head with extract_avg_value: the running mean over forwards of the batch mean
+// of pattern x value norm (each key weighted by its value's norm), at the positions' rows and every
+// key, [1, n, K] per head.
+class ValueWeightedPatternKernel : public HookKernel {
+ public:
+  ValueWeightedPatternKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> heads, std::shared_ptr<ValueNormKernel> norms)
+      : rows_(std::move(rows)), heads_(std::move(heads)), norms_(std::move(norms)) {}
+
+  void Configure(Napi::Env, const Napi::Object& options) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rows_ = Rows(options.Get("positions"), "positions");
+  }
+
+  at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
+    at::Tensor norms = norms_->norms();
+    if (!norms.defined() || norms.size(0) != value.size(0) || norms.size(2) != value.size(3)) {
+      throw TypedError(ErrorKind::Shape, "value norms for '" + point.name + "' are missing or do not match the pattern: put the value_norms hook on the values point of the same attention");
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    at::Tensor index = IndexTensor(rows_, value.size(0), value.size(2), point, value.device());
+    for (size_t i = 0; i < heads_.size(); ++i) {
+      int64_t h = heads_[i];
+      at::Tensor weighted = value.detach().select(1, h) * norms.select(1, h).unsqueeze(1);  // [B, Q, K]
+      at::Tensor rows = weighted.gather(1, index.unsqueeze(-1).expand({index.size(0), index.size(1), weighted.size(2)}));
+      at::Tensor batchMean = rows.mean(0, /*keepdim=*/true);
+      if (batches_ == 0) {
+        averages_.push_back(batchMean);
+      } else {
+        if (averages_[i].sizes() != batchMean.sizes()) {
+          throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch gives " + ShapeString(batchMean.sizes()) + ", earlier ones " + ShapeString(averages_[i].sizes()));
+        }
+        averages_[i] = averages_[i] + (batchMean - averages_[i]) / static_cast<double>(batches_ + 1);
+      }
+    }
+    ++batches_;
+    return {};
+  }
+
+  Napi::Value Results(Napi::Env env) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Napi::Array out = Napi::Array::New(env, averages_.size());
+    for (size_t i = 0; i < averages_.size(); ++i) {
+      Napi::Array pair = Napi::Array::New(env, 2);
+      pair.Set(0u, Napi::Number::New(env, static_cast<double>(heads_[i])));
+      pair.Set(1u, TensorHandle::Wrap(env, averages_[i]));
+      out.Set(static_cast<uint32_t>(i), pair);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::vector<int64_t>> rows_;
+  std::vector<int64_t> heads_;
+  std::shared_ptr<ValueNormKernel> norms_;
+  std::mutex mutex_;
+  int64_t batches_ = 0;
+  std::vector<at::Tensor> averages_;
+};
+
 std::string StringOption(const Napi::Object& options, const char* name, const std::string& fallback) {
   Napi::Value value = options.Get(name);
   return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
@@ -436,6 +528,21 @@ EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
 
 EASYROUTINE_REGISTER_KERNEL(gradient_leaf, "gradient_leaf", "makes the value a leaf that requires grad (results(): the leaf), for gradients after a forward with grad",
                             [](Napi::Env, const Napi::Object&) { return std::make_shared<GradientLeafKernel>(); });
+
+EASYROUTINE_REGISTER_KERNEL(value_norms, "value_norms", "on a values point: each head's projected value norms, for value_weighted_pattern ({weight, nHeads})",
+                            [](Napi::Env env, const Napi::Object& options) {
+                              Napi::Value nHeads = options.Get("nHeads");
+                              if (!nHeads.IsNumber()) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('value_norms'): options.nHeads must be a number");
+                              return std::make_shared<ValueNormKernel>(TensorHandle::From(env, options.Get("weight"), "options.weight"), nHeads.As<Napi::Number>().Int64Value());
+                            });
+
+EASYROUTINE_REGISTER_KERNEL(value_weighted_pattern, "value_weighted_pattern",
+                            "running mean of pattern x value norm at the positions' rows ({positions, heads, valueNorms: a value_norms hook})",
+                            [](Napi::Env env, const Napi::Object& options) {
+                              auto norms = std::dynamic_pointer_cast<ValueNormKernel>(KernelHandle::From(env, options.Get("valueNorms")));
+                              if (!norms) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('value_weighted_pattern'): options.valueNorms must be a value_norms hook");
+                              return std::make_shared<ValueWeightedPatternKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("heads"), "heads"), norms);
+                            });
 
 EASYROUTINE_REGISTER_KERNEL(statistics, "statistics", "mean, variance and second moment over the last dimension at positions ({positions})",
                             [](Napi::Env, const Napi::Object& options) { return std::make_shared<StatisticsKernel>(Rows(options.Get("positions"), "positions")); });

@@ -170,7 +170,9 @@ export class HookedModel {
    * tensor or rows, or `{ inputIds, attentionMask?, pivotPositions? }`) and merges the caches as it
    * goes (one concatenation per key at the end). With `extractAvgAttnPattern`, `avg_pattern_L{l}H{h}`
    * holds the running mean over batches of the batch-mean pattern at the target positions, in
-   * constant memory. `onProgress(done, total)` is called after each batch; `signal` stops between
+   * constant memory; with `extractHeadValuesProjected` too, `avg_value_weighted_pattern_L{l}H{h}`
+   * holds the same for the pattern rows weighted per key by the norm of its projected value
+   * (easyroutine's extract_avg_value, which it stored under `projected_value_…`). `onProgress(done, total)` is called after each batch; `signal` stops between
    * hooks and batches.
    */
   async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
@@ -187,8 +189,10 @@ export class HookedModel {
         options.onProgress?.(++done, options.total);
       }
     }
-    for (const [layer, hook] of running) {
-      for (const [head, value] of hook.results() as [number, Tensor][]) merged.addWithInfo(`avg_pattern_L${layer}H${head}`, value, '[1, position, position]: running mean over batches');
+    for (const [name, hook] of running) {
+      if (name.startsWith('value_norms')) continue;
+      const info = name.startsWith('avg_pattern') ? '[1, position, position]: running mean over batches' : '[1, position, key]: running mean of pattern x value norm';
+      for (const [head, value] of hook.results() as [number, Tensor][]) merged.addWithInfo(`${name}H${head}`, value, info);
     }
     merged.addMetadata({ batches: done, targetTokenPositions: options.targetTokenPositions ?? ['all'], extractionConfig: extractionConfig(options.extractionConfig ?? {}), interventions: [...this.#interventions, ...(options.interventions ?? [])].map((i) => ({ ...i, patchingValues: i.patchingValues instanceof Tensor ? 'tensor' : i.patchingValues ?? 'ablation' })) });
     return merged;
@@ -292,14 +296,28 @@ export class HookedModel {
       }
       const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
       if (config.extractAvgAttnPattern && running && patternHeads.length > 0) {
-        let hook = running.get(String(i));
+        let hook = running.get(`avg_pattern_L${i}`);
         if (!hook) {
           hook = nativeHook('pattern', { positions, groups: groupSizes, offsets, heads: patternHeads, reduction: 'none', runningMean: true });
-          running.set(String(i), hook);
+          running.set(`avg_pattern_L${i}`, hook);
         } else {
           hook.configure({ positions, offsets });
         }
         hooks.push([p.pattern, hook]);
+        if (config.extractHeadValuesProjected) {
+          // easyroutine's extract_avg_value: each key weighted by the norm of its projected value
+          let norms = running.get(`value_norms_L${i}`);
+          let weighted = running.get(`avg_value_weighted_pattern_L${i}`);
+          if (!norms || !weighted) {
+            norms = nativeHook('value_norms', { weight: this.#outputProjection(i).weight.native, nHeads: arch.nHeads });
+            weighted = nativeHook('value_weighted_pattern', { positions, heads: patternHeads, valueNorms: norms.native });
+            running.set(`value_norms_L${i}`, norms);
+            running.set(`avg_value_weighted_pattern_L${i}`, weighted);
+          } else {
+            weighted.configure({ positions });
+          }
+          hooks.push([p.values, norms], [p.pattern, weighted]);
+        }
       }
       if (config.extractAttnPattern && patternHeads.length > 0) {
         const heads = patternHeads;

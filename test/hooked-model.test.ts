@@ -417,3 +417,33 @@ describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inp
     expect(avg.tensor('resid_out_0').shape).toEqual([1, 2, 32]);
   });
 });
+
+describe('value-weighted average patterns (extract_avg_value)', () => {
+  it('averages pattern x projected value norm over batches', async () => {
+    const refs = reference<HookReference>('gpt2_hooks.json');
+    const rows = reference<FamilyReference>('gpt2.json').cases[0]!.input_ids;
+    const model = HookedModel.load(fixture('gpt2_traced.pt'));
+    async function* batches() {
+      for (const row of rows) yield [row];
+    }
+    const merged = await model.extractCache(batches(), {
+      targetTokenPositions: [[5, 8]],
+      extractionConfig: { extractAvgAttnPattern: true, extractHeadValuesProjected: true, attnHeads: [{ layer: 1, head: 3 }], saveLogits: false },
+    });
+    const w = model.model.parameters().get('transformer.h.1.attn.c_proj.weight')!.toFloat32Array();
+    const v = at(refs.points['transformer.h.1.attn:values']!);
+    const p = at(refs.points['transformer.h.1.attn:pattern']!);
+    const norm = (b: number, k: number) => {
+      let sum = 0;
+      for (let o = 0; o < 32; o++) {
+        let x = 0;
+        for (let j = 0; j < 8; j++) x += v(b, 3, k, j) * w[o * 32 + 3 * 8 + j]!;
+        sum += x * x;
+      }
+      return Math.sqrt(sum);
+    };
+    const expected = [5, 6, 7].flatMap((q) => Array.from({ length: 8 }, (_, k) => (p(0, 3, q, k) * norm(0, k) + p(1, 3, q, k) * norm(1, k)) / 2));
+    close(merged.tensor('avg_value_weighted_pattern_L1H3'), expected, [1, 3, 8]);
+    expect(merged.tensor('avg_pattern_L1H3').shape).toEqual([1, 3, 3]);
+  });
+});
