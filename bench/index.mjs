@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { loadModel, runtimeInfo, tensor } from '../dist/index.mjs';
+import { HookedModel, loadModel, runtimeInfo, setNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -111,6 +111,39 @@ async function compareAsync(a, b, { runs = 9, iterations = 50 } = {}) {
   rows.push({ figure: `taps at all ${points.length} points, no hooks / untouched forward (gpt2-small-shaped)`, value: tapped / bare, unit: 'x' });
   rows.push({ figure: `hooked graph build, all ${points.length} points (gpt2-small-shaped)`, value: big.hookedGraph(points).buildMilliseconds, unit: 'ms' });
   big.dispose();
+}
+
+// easyroutine extraction (every resid_out and every pattern, at all positions) with the built-in
+// kernels in Node against PyTorch forward hooks doing the same work in Python, same threads.
+{
+  const threads = os.cpus().length;
+  setNumThreads(threads);
+  let python;
+  try {
+    python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
+  } catch {
+    python = undefined;
+  }
+  const cases = [
+    { name: 'tiny-gpt', file: path.join(root, 'models', 'tiny-gpt.pt'), ids: [[3, 14, 15, 9, 26, 53, 5, 8]], runs: 9, iterations: 50 },
+    { name: 'gpt2-small-shaped', file: path.join(root, 'bench', 'models', 'gpt2-small-shaped.pt'), ids: [Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257)], runs: 7, iterations: 3 },
+  ];
+  for (const c of cases) {
+    const hooked = HookedModel.load(c.file);
+    const input = tensor(c.ids, { dtype: 'int64' });
+    const options = { targetTokenPositions: ['all'], extractionConfig: { extractResidOut: true, extractAttnPattern: true, saveLogits: false } };
+    const [bare, extraction] = compare(() => hooked.model.forward(input).dispose(), () => void hooked.forward(input, options), { runs: c.runs, iterations: c.iterations });
+    rows.push({ figure: `extraction of every resid_out and pattern / bare forward, Node (${c.name})`, value: extraction / bare, unit: 'x' });
+    if (python) {
+      const py = JSON.parse(execFileSync(python, [path.join(root, 'bench', 'python_hooks.py'), c.name, String(c.runs), String(c.iterations), String(threads)], { encoding: 'utf8' }));
+      rows.push({ figure: `the same extraction, Python forward hooks / Node kernels (${c.name}, ${threads} threads)`, value: py.extraction_ms / (extraction / 1e6), unit: 'x' });
+      rows.push({ figure: `bare forward, Python nn.Module / Node TorchScript (${c.name})`, value: py.bare_ms / (bare / 1e6), unit: 'x' });
+      if (c.name === 'tiny-gpt') rows.push({ figure: 'Python forward hook doing nothing, per call', value: ((py.empty_hooks_ms - py.bare_ms) / py.empty_hooks) * 1000, unit: 'µs' });
+    } else {
+      rows.push({ figure: `Python side (${c.name})`, value: NaN, unit: 'no python3-torch: not measured' });
+    }
+    hooked.model.dispose();
+  }
 }
 
 const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, libtorch ${runtimeInfo().libtorchVersion}`;
