@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { HookedModel, loadModel, runtimeInfo, setNumThreads, tensor } from '../dist/index.mjs';
+import { HookedModel, extractionConfig, loadModel, runtimeInfo, setNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -131,8 +131,9 @@ async function compareAsync(a, b, { runs = 9, iterations = 50 } = {}) {
   for (const c of cases) {
     const hooked = HookedModel.load(c.file);
     const input = tensor(c.ids, { dtype: 'int64' });
-    const options = { targetTokenPositions: ['all'], extractionConfig: { extractResidOut: true, extractAttnPattern: true, saveLogits: false } };
-    const [bare, extraction] = compare(() => hooked.model.forward(input).dispose(), () => void hooked.forward(input, options), { runs: c.runs, iterations: c.iterations });
+    const options = { targetTokenPositions: ['all'], extractionConfig: extractionConfig({ extractResidOut: true, extractAttnPattern: true, saveLogits: false }) };
+    // both sides release what they extracted at once (Python by refcount, here by dispose)
+    const [bare, extraction] = compare(() => hooked.model.forward(input).dispose(), () => hooked.forward(input, options).dispose(), { runs: c.runs, iterations: c.iterations });
     rows.push({ figure: `extraction of every resid_out and pattern / bare forward, Node (${c.name})`, value: extraction / bare, unit: 'x' });
     if (python) {
       const py = JSON.parse(execFileSync(python, [path.join(root, 'bench', 'python_hooks.py'), c.name, String(c.runs), String(c.iterations), String(threads)], { encoding: 'utf8' }));

@@ -74,6 +74,35 @@ at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& given, int64_t b
   return torch::tensor(flat, torch::kInt64).view({batch, static_cast<int64_t>(rows[0].size())}).to(device);
 }
 
+// Whether every row selects 0 .. length - 1 in order: the selection is then the whole value.
+bool SelectsAll(const std::vector<std::vector<int64_t>>& rows, int64_t length) {
+  for (const auto& row : rows) {
+    if (static_cast<int64_t>(row.size()) != length) return false;
+    for (int64_t i = 0; i < length; ++i) {
+      if (row[i] != i) return false;
+    }
+  }
+  return true;
+}
+
+// The [B, n] index tensor of a kernel's fixed positions, built once per batch size and device (each
+// small aten op costs microseconds, which add up over every hook of every forward).
+class CachedIndex {
+ public:
+  const at::Tensor& Get(const std::vector<std::vector<int64_t>>& rows, int64_t batch, int64_t length, const HookPoint& point, at::Device device) {
+    if (!index_.defined() || index_.size(0) != batch || index_.device() != device || length != length_) {
+      index_ = IndexTensor(rows, batch, length, point, device);
+      length_ = length;
+    }
+    return index_;
+  }
+  void Clear() { index_ = at::Tensor(); }
+
+ private:
+  at::Tensor index_;
+  int64_t length_ = -1;
+};
+
 // Means of consecutive groups along dim 1 (sizes sum to its length).
 at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& groups) {
   std::vector<at::Tensor> means;
@@ -100,12 +129,18 @@ class PositionsKernel : public HookKernel {
       tokens = value.transpose(1, 2);  // [B, T, H, dh]
       if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
     }
-    at::Tensor index = IndexTensor(rows_, tokens.size(0), tokens.size(1), point, tokens.device());
-    std::vector<int64_t> shape = index.sizes().vec();
-    for (int64_t d = 2; d < tokens.dim(); ++d) shape.push_back(tokens.size(d));
-    at::Tensor expanded = index.view({index.size(0), index.size(1)});
-    for (int64_t d = 2; d < tokens.dim(); ++d) expanded = expanded.unsqueeze(-1);
-    at::Tensor out = tokens.detach().gather(1, expanded.expand(shape));
+    at::Tensor out;
+    if (SelectsAll(rows_, tokens.size(1))) {
+      out = tokens.detach().clone();
+    } else {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const at::Tensor& index = index_.Get(rows_, tokens.size(0), tokens.size(1), point, tokens.device());
+      std::vector<int64_t> shape = index.sizes().vec();
+      for (int64_t d = 2; d < tokens.dim(); ++d) shape.push_back(tokens.size(d));
+      at::Tensor expanded = index;
+      for (int64_t d = 2; d < tokens.dim(); ++d) expanded = expanded.unsqueeze(-1);
+      out = tokens.detach().gather(1, expanded.expand(shape));
+    }
     if (!groups_.empty()) out = GroupMeans(out, groups_);
     if (avgOverExample_) out = out.mean(0, /*keepdim=*/true);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -134,6 +169,7 @@ class PositionsKernel : public HookKernel {
   std::string layout_;
   bool avgOverExample_;
   std::mutex mutex_;
+  CachedIndex index_;
   at::Tensor result_;
 };
 
@@ -158,15 +194,26 @@ class PatternKernel : public HookKernel {
     std::vector<std::pair<int64_t, at::Tensor>> out;
     for (int64_t h : heads) {
       if (h < 0 || h >= value.size(1)) throw TypedError(ErrorKind::Index, "head " + std::to_string(h) + " is outside '" + point.name + "' (" + std::to_string(value.size(1)) + " heads)");
-      at::Tensor head = pattern.select(1, h);  // [B, Q, K]
-      if (rows_.empty()) {
-        // easyroutine without a row partition: the pattern at the flattened positions, whatever the method
-        at::Tensor cols = IndexTensor(columns_, batch, head.size(2), point, head.device());
-        at::Tensor rowsIndex = IndexTensor(columns_, batch, head.size(1), point, head.device());
-        at::Tensor picked = head.gather(1, rowsIndex.unsqueeze(-1).expand({batch, rowsIndex.size(1), head.size(2)}));
-        out.emplace_back(h, picked.gather(2, cols.unsqueeze(1).expand({batch, picked.size(1), cols.size(1)})));
-        continue;
+    }
+    if (rows_.empty()) {
+      // easyroutine without a row partition: the pattern at the flattened positions, whatever the
+      // method; every head at once, then one view per head
+      at::Tensor picked = static_cast<int64_t>(heads.size()) == value.size(1) ? pattern
+                          : pattern.index_select(1, torch::tensor(heads, torch::kInt64).to(pattern.device()));
+      if (!SelectsAll(columns_, pattern.size(2)) || pattern.size(2) != pattern.size(3)) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        const at::Tensor& rowIndex = rowIndex_.Get(columns_, batch, pattern.size(2), point, pattern.device());
+        const at::Tensor& colIndex = colIndex_.Get(columns_, batch, pattern.size(3), point, pattern.device());
+        const int64_t n = rowIndex.size(1);
+        picked = picked.gather(2, rowIndex.view({batch, 1, n, 1}).expand({batch, picked.size(1), n, picked.size(3)}));
+        picked = picked.gather(3, colIndex.view({batch, 1, 1, n}).expand({batch, picked.size(1), n, n}));
+      } else {
+        picked = picked.clone();
       }
+      for (size_t i = 0; i < heads.size(); ++i) out.emplace_back(heads[i], picked.select(1, static_cast<int64_t>(i)));
+    }
+    for (int64_t h : rows_.empty() ? std::vector<int64_t>{} : heads) {
+      at::Tensor head = pattern.select(1, h);  // [B, Q, K]
       std::vector<at::Tensor> blocks;
       int64_t rowStart = 0;
       for (int64_t rowSize : rowGroups_) {
@@ -262,12 +309,15 @@ class PatternKernel : public HookKernel {
   bool runningMean_;
   int64_t batches_ = 0;
   std::mutex mutex_;
+  CachedIndex rowIndex_, colIndex_;
   std::vector<std::pair<int64_t, at::Tensor>> results_;
 };
 
 void PatternKernel::Configure(Napi::Env, const Napi::Object& options) {
   std::lock_guard<std::mutex> lock(mutex_);
   columns_ = Rows(options.Get("positions"), "positions");
+  rowIndex_.Clear();
+  colIndex_.Clear();
   offsets_ = Sizes(options.Get("offsets"), "offsets");
   offsets_.resize(columns_.size(), 0);
 }

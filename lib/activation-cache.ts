@@ -98,7 +98,7 @@ export function cacheKeyGroup(key: string): string {
 }
 
 /** Keys and values of an extraction; see the module documentation. */
-export class ActivationCache implements Iterable<[string, CacheValue]> {
+export class ActivationCache implements Iterable<[string, CacheValue]>, Disposable {
   #values = new Map<string, CacheValue>();
   #info = new Map<string, string>();
   #aggregations = new Map<string, Aggregation>(DEFAULT_AGGREGATIONS);
@@ -293,6 +293,25 @@ export class ActivationCache implements Iterable<[string, CacheValue]> {
       totals.set(name, (totals.get(name) ?? 0) + nbytes(value));
     }
     return Object.fromEntries([...totals].map(([k, v]) => [k, formatBytes(v)]));
+  }
+
+  /**
+   * Releases every tensor the cache holds (nested ones too) and empties it. Tensors are released by
+   * GC otherwise; disposing right away keeps memory flat in loops (`using cache = model.forward(...)`).
+   */
+  dispose(): void {
+    const release = (value: CacheValue) => {
+      if (isTensor(value)) value.dispose();
+      else if (Array.isArray(value)) value.forEach(release);
+      else if (isPlainObject(value)) Object.values(value).forEach(release);
+    };
+    for (const value of this.#values.values()) release(value);
+    this.#values.clear();
+    this.#info.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** Saves as a safetensors file: tensors by key (nested ones as `key.sub` / `key.0`), everything else in its metadata. */

@@ -113,10 +113,15 @@ function closest(name: string): string {
 
 /**
  * A complete, validated config from a partial one (camelCase or Python snake_case names). Throws an
- * {@link InvalidArgumentError} for unknown fields (suggesting the closest) and bad values.
+ * {@link InvalidArgumentError} for unknown fields (suggesting the closest) and bad values. The result
+ * is frozen; passing it (or any frozen object) again costs nothing, which matters in tight loops.
  */
 export function extractionConfig(fields: Partial<ExtractionConfig> | Record<string, unknown> = {}): Readonly<ExtractionConfig> {
   if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) throw new InvalidArgumentError('ExtractionConfig: expected an object of fields');
+  // An extraction loop passes the same object every time: validate it once (a frozen result is final;
+  // an unfrozen input may change, so it is validated again).
+  const known = validated.get(fields);
+  if (known && Object.isFrozen(fields)) return known;
   const config: ExtractionConfig = {
     ...(Object.fromEntries(FLAGS.map((f) => [f, false])) as Record<(typeof FLAGS)[number], boolean>),
     saveLogits: true,
@@ -150,5 +155,10 @@ export function extractionConfig(fields: Partial<ExtractionConfig> | Record<stri
       config.attnPatternRowPositions = value as TokenPosition[] | null;
     }
   }
-  return Object.freeze(config);
+  const result = Object.freeze(config);
+  validated.set(fields, result);
+  validated.set(result, result);
+  return result;
 }
+
+const validated = new WeakMap<object, Readonly<ExtractionConfig>>();
