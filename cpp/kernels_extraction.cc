@@ -103,6 +103,18 @@ class CachedIndex {
   int64_t length_ = -1;
 };
 
+// [[head, tensor], ...] for JS: the per-head results of the pattern and projection kernels.
+Napi::Value HeadResults(Napi::Env env, const std::vector<std::pair<int64_t, at::Tensor>>& results) {
+  Napi::Array out = Napi::Array::New(env, results.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, static_cast<double>(results[i].first)));
+    pair.Set(1u, TensorHandle::Wrap(env, results[i].second.contiguous()));
+    out.Set(static_cast<uint32_t>(i), pair);
+  }
+  return out;
+}
+
 // Means of consecutive groups along dim 1 (sizes sum to its length).
 at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& groups) {
   std::vector<at::Tensor> means;
@@ -283,14 +295,7 @@ class PatternKernel : public HookKernel {
   // [[head, tensor], ...]
   Napi::Value Results(Napi::Env env) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    Napi::Array out = Napi::Array::New(env, results_.size());
-    for (size_t i = 0; i < results_.size(); ++i) {
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::Number::New(env, static_cast<double>(results_[i].first)));
-      pair.Set(1u, TensorHandle::Wrap(env, results_[i].second.contiguous()));
-      out.Set(static_cast<uint32_t>(i), pair);
-    }
-    return out;
+    return HeadResults(env, results_);
   }
 
   void Reset() override {
@@ -394,14 +399,7 @@ class ProjectHeadsKernel : public HookKernel {
 
   Napi::Value Results(Napi::Env env) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    Napi::Array out = Napi::Array::New(env, results_.size());
-    for (size_t i = 0; i < results_.size(); ++i) {
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::Number::New(env, static_cast<double>(results_[i].first)));
-      pair.Set(1u, TensorHandle::Wrap(env, results_[i].second));
-      out.Set(static_cast<uint32_t>(i), pair);
-    }
-    return out;
+    return HeadResults(env, results_);
   }
 
  private:
@@ -490,17 +488,18 @@ class ValueWeightedPatternKernel : public HookKernel {
     std::lock_guard<std::mutex> lock(mutex_);
     at::Tensor index = IndexTensor(rows_, value.size(0), value.size(2), point, value.device());
     for (size_t i = 0; i < heads_.size(); ++i) {
-      int64_t h = heads_[i];
+      const int64_t h = heads_[i];
       at::Tensor weighted = value.detach().select(1, h) * norms.select(1, h).unsqueeze(1);  // [B, Q, K]
       at::Tensor rows = weighted.gather(1, index.unsqueeze(-1).expand({index.size(0), index.size(1), weighted.size(2)}));
       at::Tensor batchMean = rows.mean(0, /*keepdim=*/true);
       if (batches_ == 0) {
-        averages_.push_back(batchMean);
+        averages_.emplace_back(h, batchMean);
       } else {
-        if (averages_[i].sizes() != batchMean.sizes()) {
-          throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch gives " + ShapeString(batchMean.sizes()) + ", earlier ones " + ShapeString(averages_[i].sizes()));
+        at::Tensor& average = averages_[i].second;
+        if (average.sizes() != batchMean.sizes()) {
+          throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch gives " + ShapeString(batchMean.sizes()) + ", earlier ones " + ShapeString(average.sizes()));
         }
-        averages_[i] = averages_[i] + (batchMean - averages_[i]) / static_cast<double>(batches_ + 1);
+        average = average + (batchMean - average) / static_cast<double>(batches_ + 1);
       }
     }
     ++batches_;
@@ -509,14 +508,7 @@ class ValueWeightedPatternKernel : public HookKernel {
 
   Napi::Value Results(Napi::Env env) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    Napi::Array out = Napi::Array::New(env, averages_.size());
-    for (size_t i = 0; i < averages_.size(); ++i) {
-      Napi::Array pair = Napi::Array::New(env, 2);
-      pair.Set(0u, Napi::Number::New(env, static_cast<double>(heads_[i])));
-      pair.Set(1u, TensorHandle::Wrap(env, averages_[i]));
-      out.Set(static_cast<uint32_t>(i), pair);
-    }
-    return out;
+    return HeadResults(env, averages_);
   }
 
  private:
@@ -525,7 +517,7 @@ class ValueWeightedPatternKernel : public HookKernel {
   std::shared_ptr<ValueNormKernel> norms_;
   std::mutex mutex_;
   int64_t batches_ = 0;
-  std::vector<at::Tensor> averages_;
+  std::vector<std::pair<int64_t, at::Tensor>> averages_;
 };
 
 std::string StringOption(const Napi::Object& options, const char* name, const std::string& fallback) {

@@ -82,6 +82,12 @@ class ShapeSink : public TapSink {
   std::vector<std::optional<std::vector<int64_t>>> shapes_;
 };
 
+// The forward's arguments from the JS array in info[0], converted against the declared signature.
+std::vector<c10::IValue> ForwardArguments(Napi::Env env, torch::jit::Module& module, const Napi::CallbackInfo& info, const std::string& caller) {
+  if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, caller + ": inputs must be an array");
+  return ArgumentsFromJs(env, module.get_method("forward").function().getSchema(), info[0].As<Napi::Array>());
+}
+
 std::vector<std::string> StringList(const Napi::Value& value, const char* what) {
   if (!value.IsArray()) throw TypedError(ErrorKind::InvalidArgument, std::string(what) + " must be an array of hook point names");
   Napi::Array array = value.As<Napi::Array>();
@@ -348,8 +354,7 @@ Napi::Value ModelHandle::HookPointShapes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Forward, "Model.hookPointShapes", [&]() -> Napi::Value {
     torch::jit::Module& module = Live("hookPointShapes");
-    if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.hookPointShapes: inputs must be an array");
-    std::vector<c10::IValue> stack = ArgumentsFromJs(env, module.get_method("forward").function().getSchema(), info[0].As<Napi::Array>());
+    std::vector<c10::IValue> stack = ForwardArguments(env, module, info, "Model.hookPointShapes");
     auto graph = hookedGraphs_.All(module);
     ShapeSink sink(graph->sites.size());
     {
@@ -405,9 +410,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Forward, "Model.forward", [&]() -> Napi::Value {
     torch::jit::Module& module = Live("forward");
-    if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forward: inputs must be an array");
-    const auto& schema = module.get_method("forward").function().getSchema();
-    std::vector<c10::IValue> stack = ArgumentsFromJs(env, schema, info[0].As<Napi::Array>());
+    std::vector<c10::IValue> stack = ForwardArguments(env, module, info, "Model.forward");
     std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward", false);
     if (hooks) hooks->RunJsInline(env);  // closures run right here: this is the JS thread
     c10::IValue output;
@@ -436,9 +439,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Forward, "Model.forwardAsync", [&]() -> Napi::Value {
     torch::jit::Module& module = Live("forwardAsync");
-    if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forwardAsync: inputs must be an array");
-    const auto& schema = module.get_method("forward").function().getSchema();
-    std::vector<c10::IValue> stack = ArgumentsFromJs(env, schema, info[0].As<Napi::Array>());
+    std::vector<c10::IValue> stack = ForwardArguments(env, module, info, "Model.forwardAsync");
     for (auto& value : stack) OwnInputs(value);
     StartThread(env);
 

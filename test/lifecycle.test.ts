@@ -22,6 +22,31 @@ const model = er.loadModel(process.env.FIXTURE);
 const ids = () => er.tensor([[1, 2, 3, 4, 5, 6, 7, 8]], { dtype: 'int64' });
 `;
 
+/**
+ * A child process that starts and terminates ten workers, each running `body` (after `setup`) and
+ * posting 'ready' before its forwards are queued; then it prints what `after` evaluates to (with
+ * `setup` done in the main thread). A crash during teardown shows as a signal here instead of
+ * taking the vitest worker down.
+ */
+function terminateWorkers(body: string, after: string) {
+  return runScript(`
+      const { Worker } = require('node:worker_threads');
+      const source = \`
+        const { parentPort } = require('node:worker_threads');
+        ${setup.replace(/`/g, '\\`')}
+        ${body}\`;
+      (async () => {
+        const codes = [];
+        for (let i = 0; i < 10; i++) {
+          const worker = new Worker(source, { eval: true });
+          await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
+          codes.push(await worker.terminate());
+        }
+        ${setup}
+        console.log(JSON.stringify({ codes, shape: ${after} }));
+      })();`, 60_000);
+}
+
 describe('process and environment lifecycle', () => {
   it('exits promptly with async forwards in flight', () => {
     const result = runScript(`${setup}
@@ -45,26 +70,13 @@ describe('process and environment lifecycle', () => {
   });
 
   it('survives terminating workers with forwards in flight, and workers have their own handles', () => {
-    // Ten terminations in a child process: a crash during teardown (it once happened about one time
-    // in four) shows as a signal here instead of taking the vitest worker down.
-    const result = runScript(`
-      const { Worker } = require('node:worker_threads');
-      const source = \`
-        const { parentPort } = require('node:worker_threads');
-        ${setup.replace(/`/g, '\\`')}
-        model.forward(ids());
-        parentPort.postMessage('ready');
-        for (let i = 0; i < 50; i++) model.forwardAsync(ids());\`;
-      (async () => {
-        const codes = [];
-        for (let i = 0; i < 10; i++) {
-          const worker = new Worker(source, { eval: true });
-          await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-          codes.push(await worker.terminate());
-        }
-        ${setup}
-        console.log(JSON.stringify({ codes, shape: model.forward(ids()).shape }));
-      })();`, 60_000);
+    // (a crash during this teardown once happened about one time in four)
+    const result = terminateWorkers(
+      `model.forward(ids());
+       parentPort.postMessage('ready');
+       for (let i = 0; i < 50; i++) model.forwardAsync(ids());`,
+      'model.forward(ids()).shape',
+    );
     expect(result.signal).toBeNull();
     expect(result.stderr).not.toContain('terminate called');
     expect(JSON.parse(result.stdout)).toEqual({ codes: Array(10).fill(1), shape: [1, 8, 64] });
@@ -87,25 +99,13 @@ describe('process and environment lifecycle', () => {
   });
 
   it('survives terminating workers whose forwards wait on JS hooks', () => {
-    const result = runScript(`
-      const { Worker } = require('node:worker_threads');
-      const source = \`
-        const { parentPort } = require('node:worker_threads');
-        ${setup.replace(/`/g, '\\`')}
-        const hooks = { 'transformer.h.0.attn:pattern': (p) => { p.data[0] = p.data[0]; }, 'transformer.h.1:output': () => undefined };
-        model.forward(ids(), { hooks });
-        parentPort.postMessage('ready');
-        for (let i = 0; i < 50; i++) model.forwardAsync(ids(), { hooks });\`;
-      (async () => {
-        const codes = [];
-        for (let i = 0; i < 10; i++) {
-          const worker = new Worker(source, { eval: true });
-          await new Promise((resolve, reject) => { worker.once('message', resolve); worker.once('error', reject); });
-          codes.push(await worker.terminate());
-        }
-        ${setup}
-        console.log(JSON.stringify({ codes, shape: model.forward(ids(), { hooks: { output: () => undefined } }).shape }));
-      })();`, 60_000);
+    const result = terminateWorkers(
+      `const hooks = { 'transformer.h.0.attn:pattern': (p) => { p.data[0] = p.data[0]; }, 'transformer.h.1:output': () => undefined };
+       model.forward(ids(), { hooks });
+       parentPort.postMessage('ready');
+       for (let i = 0; i < 50; i++) model.forwardAsync(ids(), { hooks });`,
+      "model.forward(ids(), { hooks: { output: () => undefined } }).shape",
+    );
     expect(result.signal).toBeNull();
     expect(result.stderr).not.toContain('terminate called');
     expect(JSON.parse(result.stdout)).toEqual({ codes: Array(10).fill(1), shape: [1, 8, 64] });
