@@ -115,6 +115,21 @@ Napi::Value HeadResults(Napi::Env env, const std::vector<std::pair<int64_t, at::
   return out;
 }
 
+// avg_attention_pattern_head's running mean: after `batches` earlier batches, averages[i] (head
+// `head`) moves to avg + (batchMean - avg) / (batches + 1); every batch must give the same shape.
+void UpdateRunningMean(std::vector<std::pair<int64_t, at::Tensor>>& averages, size_t i, int64_t head, const at::Tensor& batchMean, int64_t batches,
+                       const HookPoint& point) {
+  if (batches == 0) {
+    averages.emplace_back(head, batchMean);
+    return;
+  }
+  at::Tensor& average = averages[i].second;
+  if (average.sizes() != batchMean.sizes()) {
+    throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch gives " + ShapeString(batchMean.sizes()) + ", earlier ones " + ShapeString(average.sizes()));
+  }
+  average = average + (batchMean - average) / static_cast<double>(batches + 1);
+}
+
 // Means of consecutive groups along dim 1 (sizes sum to its length).
 at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& groups) {
   std::vector<at::Tensor> means;
@@ -273,18 +288,7 @@ class PatternKernel : public HookKernel {
     std::lock_guard<std::mutex> lock(mutex_);
     if (runningMean_) {
       // avg_attention_pattern_head: avg += (batch mean - avg) / (batches + 1)
-      for (size_t i = 0; i < out.size(); ++i) {
-        at::Tensor batchMean = out[i].second.mean(0, /*keepdim=*/true);
-        if (batches_ == 0) {
-          results_.push_back({out[i].first, batchMean});
-        } else {
-          if (results_[i].second.sizes() != batchMean.sizes()) {
-            throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch has " + ShapeString(batchMean.sizes()) + " positions, earlier ones " +
-                                                   ShapeString(results_[i].second.sizes()));
-          }
-          results_[i].second = results_[i].second + (batchMean - results_[i].second) / static_cast<double>(batches_ + 1);
-        }
-      }
+      for (size_t i = 0; i < out.size(); ++i) UpdateRunningMean(results_, i, out[i].first, out[i].second.mean(0, /*keepdim=*/true), batches_, point);
       ++batches_;
       return {};
     }
@@ -491,16 +495,7 @@ class ValueWeightedPatternKernel : public HookKernel {
       const int64_t h = heads_[i];
       at::Tensor weighted = value.detach().select(1, h) * norms.select(1, h).unsqueeze(1);  // [B, Q, K]
       at::Tensor rows = weighted.gather(1, index.unsqueeze(-1).expand({index.size(0), index.size(1), weighted.size(2)}));
-      at::Tensor batchMean = rows.mean(0, /*keepdim=*/true);
-      if (batches_ == 0) {
-        averages_.emplace_back(h, batchMean);
-      } else {
-        at::Tensor& average = averages_[i].second;
-        if (average.sizes() != batchMean.sizes()) {
-          throw TypedError(ErrorKind::Shape, "running mean of '" + point.name + "': this batch gives " + ShapeString(batchMean.sizes()) + ", earlier ones " + ShapeString(average.sizes()));
-        }
-        average = average + (batchMean - average) / static_cast<double>(batches_ + 1);
-      }
+      UpdateRunningMean(averages_, i, h, rows.mean(0, /*keepdim=*/true), batches_, point);
     }
     ++batches_;
     return {};
