@@ -88,6 +88,58 @@ export interface ExtractCacheOptions extends HookedForwardOptions {
   signal?: AbortSignal;
 }
 
+/** The resolved target positions of one forward. */
+interface Target {
+  /** Per batch row, the positions to extract, groups concatenated. */
+  positions: number[][];
+  groupSizes: number[];
+  /** Per batch row, where the real tokens start (left padding). */
+  offsets: number[];
+  /** Per batch row, the query-row groups of the pattern (attnPatternRowPositions). */
+  rows: number[][][] | undefined;
+}
+
+/** What one forward runs and how it turns the kernels' results into a cache. */
+interface Plan {
+  ids: Tensor;
+  hooks: Record<string, Hook[]>;
+  grad: boolean;
+  /** Builds the cache and frees the extraction kernels for the next forward. */
+  finish(output: Tensor): ActivationCache;
+  /** Frees the extraction kernels after a failed forward. */
+  release(): void;
+}
+
+/** The extraction kernels of a plan and how each one's results enter the cache. */
+interface Extraction {
+  collectors: Collector[];
+  hooks: [string, Hook][];
+  leaf: NativeHook | undefined;
+  busy: boolean;
+}
+
+/** How many distinct extraction plans (config x positions) a model keeps ready. */
+const EXTRACTION_CACHE_SIZE = 16;
+
+const configKeys = new WeakMap<object, string>();
+
+/** A string that is equal for equal configs (computed once for a frozen config). */
+function configKey(config: Readonly<ExtractionConfig>): string {
+  let key = configKeys.get(config);
+  if (key === undefined) {
+    key = JSON.stringify(config);
+    if (Object.isFrozen(config)) configKeys.set(config, key);
+  }
+  return key;
+}
+
+/** Row 0's token ids, read in place when the ids are a contiguous int64 CPU tensor. */
+function firstRowIds(ids: Tensor): number[] {
+  const seq = ids.shape[1]!;
+  if (ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous) return Array.from((ids.data as BigInt64Array).subarray(0, seq), Number);
+  return Array.from(ids.to('int64').index(0).copyData() as BigInt64Array, Number);
+}
+
 interface Collector {
   key: string;
   hook: NativeHook;
@@ -156,13 +208,19 @@ export class HookedModel {
    */
   forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);
-    return plan.finish(this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad }) as Tensor);
+    let output: Tensor;
+    try {
+      output = this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad }) as Tensor;
+    } catch (error) {
+      plan.release();
+      throw error;
+    }
+    return plan.finish(output);
   }
 
   /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
   async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
-    const plan = this.#plan(inputIds, options);
-    return plan.finish((await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal: options.signal })) as Tensor);
+    return this.#runAsync(this.#plan(inputIds, options), options.signal);
   }
 
   /**
@@ -185,7 +243,7 @@ export class HookedModel {
         options.signal?.throwIfAborted();
         const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
         const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
-        merged.cat(plan.finish((await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal: options.signal })) as Tensor));
+        merged.cat(await this.#runAsync(plan, options.signal));
         options.onProgress?.(++done, options.total);
       }
     }
@@ -198,27 +256,141 @@ export class HookedModel {
     return merged;
   }
 
-  #plan(
-    inputIds: Tensor | number[][],
-    options: HookedForwardOptions,
-    running?: Map<string, NativeHook>,
-  ): { ids: Tensor; hooks: Record<string, Hook[]>; grad: boolean; finish(output: Tensor): ActivationCache } {
+  async #runAsync(plan: Plan, signal: AbortSignal | undefined): Promise<ActivationCache> {
+    let output: Tensor;
+    try {
+      output = (await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal })) as Tensor;
+    } catch (error) {
+      plan.release();
+      throw error;
+    }
+    return plan.finish(output);
+  }
+
+  #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: Map<string, NativeHook>): Plan {
     const ids = idsTensor(inputIds);
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
     const specs = options.targetTokenPositions ?? ['all'];
     const spans = this.#spans(options.attentionMask, batch, seq);
-    const perRow = spans.map((span, row) => resolveTokenPositions(specs, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
+    const resolveRows = (list: TokenPosition[]) => spans.map((span, row) => resolveTokenPositions(list, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
+    const perRow = resolveRows(specs);
     const groupSizes = perRow[0]!.map((g) => g.length);
     perRow.forEach((groups, row) => {
       if (groups.some((g, i) => g.length !== groupSizes[i])) {
         throw new InvalidArgumentError(`HookedForward: the target positions resolve to ${groups.map((g) => g.length)} positions in row ${row} but ${groupSizes} in row 0; rows must give equal counts`);
       }
     });
-    const positions = perRow.map((groups) => groups.flat());
-    const groups = config.avg ? groupSizes : undefined;
-    const offsets = spans.map((s) => s.offset);
+    const rowSpecs = config.attnPatternRowPositions;
+    const target: Target = {
+      positions: perRow.map((groups) => groups.flat()),
+      groupSizes,
+      offsets: spans.map((s) => s.offset),
+      rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
+    };
+    const extraction = this.#extraction(config, target);
+    const hooks = [...extraction.hooks];
+    if (running) hooks.push(...this.#runningAverages(config, target, running));
 
+    // Order at a point: registered interventions, then per-call interventions on attention patterns
+    // and scores (so pattern extraction sees the edit), then extraction, then per-call interventions
+    // elsewhere (extraction sees the value before the edit), then your own hooks.
+    const edits = (list: Intervention[]) => list.flatMap((iv) => this.#interventionHooks(iv, spans, options));
+    const registered = edits(this.#interventions);
+    const perCall = edits(options.interventions ?? []);
+    const isAttentionMatrix = (point: string) => /:(pattern|scores)$/.test(point);
+    const hookMap: Record<string, Hook[]> = {};
+    for (const [point, hook] of registered) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of perCall) if (isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+    for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+
+    const release = () => {
+      for (const collector of extraction.collectors) collector.hook.reset();
+      extraction.leaf?.reset();
+      extraction.busy = false;
+    };
+    const finish = (output: Tensor) => {
+      try {
+        return this.#collect(output, { ids, config, specs, perRow, groupSizes, positions: target.positions, extraction, options });
+      } finally {
+        release();
+      }
+    };
+    return { ids, hooks: hookMap, grad: config.keepGradient, finish, release };
+  }
+
+  /** Builds the cache of one forward from what the extraction's kernels collected. */
+  #collect(
+    output: Tensor,
+    { ids, config, specs, perRow, groupSizes, positions, extraction, options }: { ids: Tensor; config: Readonly<ExtractionConfig>; specs: TokenPosition[]; perRow: number[][][]; groupSizes: number[]; positions: number[][]; extraction: Extraction; options: HookedForwardOptions },
+  ): ActivationCache {
+    const arch = this.architecture;
+    const { leaf, collectors } = extraction;
+    const cache = new ActivationCache();
+    if (leaf) {
+      const embeddings = leaf.results() as Tensor;
+      const last = output.index(0, -1);
+      const vocabularyIndex = options.vocabularyIndex ?? argmax(last.toFloat32Array());
+      const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
+      cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
+      cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
+    }
+    for (const collector of collectors) collector.collect(cache, collector.hook);
+    if (config.saveInputIds) {
+      const index = tensor(positions, { dtype: 'int64' });
+      cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
+    }
+    let start = 0;
+    const mappingIndex: Record<string, number[]> = {};
+    specs.forEach((spec, i) => {
+      const count = config.avg ? 1 : groupSizes[i]!;
+      mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = Array.from({ length: count }, (_, j) => start + j);
+      start += count;
+    });
+    cache.set('mapping_index', mappingIndex);
+    // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
+    const rowIds = firstRowIds(ids);
+    const tokenDict: Record<string, (string | number)[]> = {};
+    specs.forEach((spec, i) => {
+      const at = perRow[0]![i]!.map((p) => rowIds[p]!);
+      tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = this.tokenizer ? at.map((id) => this.tokenizer!.decode([id])) : at;
+    });
+    cache.set('token_dict', tokenDict);
+    cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
+    return cache;
+  }
+
+  /**
+   * The extraction kernels for a config and resolved positions. Kernels are stateless between
+   * forwards once reset, so a later forward with the same config and positions reuses them (creating
+   * them costs more than a small model's forward); a plan still in use by a concurrent forward is not
+   * shared.
+   */
+  #extraction(config: Readonly<ExtractionConfig>, target: Target): Extraction {
+    const key = JSON.stringify([configKey(config), target.positions, target.groupSizes, target.offsets, target.rows ?? null]);
+    const cached = this.#extractions.get(key);
+    if (cached && !cached.busy) {
+      // most recently used last
+      this.#extractions.delete(key);
+      this.#extractions.set(key, cached);
+      cached.busy = true;
+      return cached;
+    }
+    const built = this.#buildExtraction(config, target);
+    built.busy = true;
+    if (!cached) {
+      this.#extractions.set(key, built);
+      if (this.#extractions.size > EXTRACTION_CACHE_SIZE) this.#extractions.delete(this.#extractions.keys().next().value!);
+    }
+    return built;
+  }
+
+  #extractions = new Map<string, Extraction>();
+
+  #buildExtraction(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows }: Target): Extraction {
+    const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
@@ -295,34 +467,8 @@ export class HookedModel {
         hooks.push([point, hook]);
       }
       const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
-      if (config.extractAvgAttnPattern && running && patternHeads.length > 0) {
-        let hook = running.get(`avg_pattern_L${i}`);
-        if (!hook) {
-          hook = nativeHook('pattern', { positions, groups: groupSizes, offsets, heads: patternHeads, reduction: 'none', runningMean: true });
-          running.set(`avg_pattern_L${i}`, hook);
-        } else {
-          hook.configure({ positions, offsets });
-        }
-        hooks.push([p.pattern, hook]);
-        if (config.extractHeadValuesProjected) {
-          // easyroutine's extract_avg_value: each key weighted by the norm of its projected value
-          let norms = running.get(`value_norms_L${i}`);
-          let weighted = running.get(`avg_value_weighted_pattern_L${i}`);
-          if (!norms || !weighted) {
-            norms = nativeHook('value_norms', { weight: this.#outputProjection(i).weight.native, nHeads: arch.nHeads });
-            weighted = nativeHook('value_weighted_pattern', { positions, heads: patternHeads, valueNorms: norms.native });
-            running.set(`value_norms_L${i}`, norms);
-            running.set(`avg_value_weighted_pattern_L${i}`, weighted);
-          } else {
-            weighted.configure({ positions });
-          }
-          hooks.push([p.values, norms], [p.pattern, weighted]);
-        }
-      }
       if (config.extractAttnPattern && patternHeads.length > 0) {
         const heads = patternHeads;
-        const rowSpecs = config.attnPatternRowPositions;
-        const rows = rowSpecs ? spans.map((span, row) => resolveTokenPositions(rowSpecs, span, { pivotPositions: options.pivotPositions, seed: options.seed, row })) : undefined;
         const hook = nativeHook('pattern', {
           positions,
           groups: groupSizes,
@@ -361,55 +507,44 @@ export class HookedModel {
       hooks.push(['output', hook]);
     }
 
-    // Order at a point: registered interventions, then per-call interventions on attention patterns
-    // and scores (so pattern extraction sees the edit), then extraction, then per-call interventions
-    // elsewhere (extraction sees the value before the edit), then your own hooks.
-    const edits = (list: Intervention[]) => list.flatMap((iv) => this.#interventionHooks(iv, spans, options));
-    const registered = edits(this.#interventions);
-    const perCall = edits(options.interventions ?? []);
-    const isAttentionMatrix = (point: string) => /:(pattern|scores)$/.test(point);
-    const hookMap: Record<string, Hook[]> = {};
-    for (const [point, hook] of registered) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of perCall) if (isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
-    for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+    return { collectors, hooks, leaf, busy: false };
+  }
 
-    const finish = (output: Tensor) => {
-    const cache = new ActivationCache();
-    if (leaf) {
-      const embeddings = leaf.results() as Tensor;
-      const last = output.index(0, -1);
-      const vocabularyIndex = options.vocabularyIndex ?? argmax(last.toFloat32Array());
-      const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
-      cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
-      cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
-    }
-    for (const collector of collectors) collector.collect(cache, collector.hook);
-    if (config.saveInputIds) {
-      const index = tensor(positions, { dtype: 'int64' });
-      cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
-    }
-    let start = 0;
-    const mappingIndex: Record<string, number[]> = {};
-    specs.forEach((spec, i) => {
-      const count = config.avg ? 1 : groupSizes[i]!;
-      mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = Array.from({ length: count }, (_, j) => start + j);
-      start += count;
+  /** The running-average kernels of {@link HookedModel.extractCache}, kept across its batches. */
+  #runningAverages(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets }: Target, running: Map<string, NativeHook>): [string, Hook][] {
+    if (!config.extractAvgAttnPattern) return [];
+    const arch = this.architecture;
+    const headWanted = (layer: number, head: number) => config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
+    const hooks: [string, Hook][] = [];
+    arch.layers.forEach((layer, i) => {
+      const p = layer.points;
+      const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+      if (patternHeads.length > 0) {
+        let hook = running.get(`avg_pattern_L${i}`);
+        if (!hook) {
+          hook = nativeHook('pattern', { positions, groups: groupSizes, offsets, heads: patternHeads, reduction: 'none', runningMean: true });
+          running.set(`avg_pattern_L${i}`, hook);
+        } else {
+          hook.configure({ positions, offsets });
+        }
+        hooks.push([p.pattern, hook]);
+        if (config.extractHeadValuesProjected) {
+          // easyroutine's extract_avg_value: each key weighted by the norm of its projected value
+          let norms = running.get(`value_norms_L${i}`);
+          let weighted = running.get(`avg_value_weighted_pattern_L${i}`);
+          if (!norms || !weighted) {
+            norms = nativeHook('value_norms', { weight: this.#outputProjection(i).weight.native, nHeads: arch.nHeads });
+            weighted = nativeHook('value_weighted_pattern', { positions, heads: patternHeads, valueNorms: norms.native });
+            running.set(`value_norms_L${i}`, norms);
+            running.set(`avg_value_weighted_pattern_L${i}`, weighted);
+          } else {
+            weighted.configure({ positions });
+          }
+          hooks.push([p.values, norms], [p.pattern, weighted]);
+        }
+      }
     });
-    cache.set('mapping_index', mappingIndex);
-    // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
-    const rowIds = Array.from(ids.to('int64').index(0).copyData() as BigInt64Array, Number);
-    const tokenDict: Record<string, (string | number)[]> = {};
-    specs.forEach((spec, i) => {
-      const at = perRow[0]![i]!.map((p) => rowIds[p]!);
-      tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = this.tokenizer ? at.map((id) => this.tokenizer!.decode([id])) : at;
-    });
-    cache.set('token_dict', tokenDict);
-    cache.addMetadata({ targetTokenPositions: specs, pivotPositions: options.pivotPositions ?? null, extractionConfig: config });
-    return cache;
-    };
-    return { ids, hooks: hookMap, grad: config.keepGradient, finish };
+    return hooks;
   }
 
   #projections = new Map<number, { weight: Tensor; bias: Tensor | undefined }>();

@@ -324,6 +324,47 @@ describe('extraction over a dataset', () => {
   });
 });
 
+describe('extraction kernels reused across forwards', () => {
+  const model = HookedModel.load(fixture('gpt2_scripted.pt'));
+  const rows = reference<FamilyReference>('gpt2.json').cases[0]!.input_ids;
+  const config = { extractResidOut: true, extractAttnPattern: true, saveLogits: true };
+  const options = { targetTokenPositions: [[1, 5] as [number, number], 'last'], extractionConfig: config };
+  const whole = model.forward(rows, options);
+  /** Row `b` of a [batch, ...] tensor as numbers. */
+  const row = (t: Tensor, b: number) => {
+    const values = Array.from(t.toFloat32Array());
+    const size = values.length / t.shape[0]!;
+    return values.slice(b * size, (b + 1) * size);
+  };
+  const expectRow = (cache: ReturnType<typeof model.forward>, b: number) => {
+    for (const key of ['resid_out_0', 'resid_out_1', 'pattern_L0H1', 'pattern_L1H3', 'logits']) {
+      const expected = whole.tensor(key);
+      close(cache.tensor(key), row(expected, b), [1, ...expected.shape.slice(1)]);
+    }
+  };
+
+  it('a later forward with the same config and positions starts from empty kernels', () => {
+    for (let i = 0; i < 3; i++) {
+      expectRow(model.forward([rows[0]!], options), 0);
+      expectRow(model.forward([rows[1]!], options), 1);
+    }
+  });
+
+  it('concurrent forwards with one config each get their own kernels', async () => {
+    const caches = await Promise.all([0, 1, 0, 1].map((b) => model.forwardAsync([rows[b]!], options)));
+    caches.forEach((cache, i) => expectRow(cache, i % 2));
+  });
+
+  it('a failed forward leaves nothing behind for the next one', async () => {
+    const fail = () => {
+      throw new Error('hook failed');
+    };
+    expect(() => model.forward([rows[0]!], { ...options, hooks: { 'transformer.h.1:output': fail } })).toThrow('hook failed');
+    await expect(model.forwardAsync([rows[0]!], { ...options, hooks: { 'transformer.h.1:output': fail } })).rejects.toThrow('hook failed');
+    expectRow(model.forward([rows[1]!], options), 1);
+  });
+});
+
 describe('keep_gradient', () => {
   it.each(['gpt2', 'llama'])('gives d logit / d input embeddings as PyTorch autograd does (%s)', (family) => {
     const refs = reference<HookReference & { gradients: { vocabulary_index: number; input_embeddings_gradients: EncodedTensor } }>(`${family}_hooks.json`);
