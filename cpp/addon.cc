@@ -13,6 +13,7 @@
 #include "inference_thread.h"
 #include "model.h"
 #include "tensor_handle.h"
+#include "tensor_pack.h"
 #include "threads.h"
 
 namespace easyroutine {
@@ -104,7 +105,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function model = ModelHandle::Define(env);
   Napi::Function abortToken = AbortToken::Define(env);
   Napi::Function kernel = KernelHandle::Define(env);
+  Napi::Function tensorPack = TensorPack::Define(env);
   state->kernelConstructor = Napi::Persistent(kernel);
+  state->tensorPackConstructor = Napi::Persistent(tensorPack);
   state->tensorConstructor = Napi::Persistent(tensor);
   state->modelConstructor = Napi::Persistent(model);
   state->abortTokenConstructor = Napi::Persistent(abortToken);
@@ -113,6 +116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", model);
   exports.Set("AbortToken", abortToken);
   exports.Set("NativeKernel", kernel);
+  exports.Set("NativeTensorPack", tensorPack);
   exports.Set("createKernel", Napi::Function::New<KernelHandle::Create>(env, "createKernel"));
   exports.Set("kernelNames", Napi::Function::New<KernelHandle::Names>(env, "kernelNames"));
   exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env, "setErrorClasses"));

@@ -25,6 +25,7 @@ struct AddonState {
   Napi::FunctionReference modelConstructor;
   Napi::FunctionReference abortTokenConstructor;
   Napi::FunctionReference kernelConstructor;
+  Napi::FunctionReference tensorPackConstructor;
   std::array<Napi::FunctionReference, static_cast<size_t>(ErrorKind::Count)> errorClasses;
 
   std::shared_ptr<StorageRegistry> storages;

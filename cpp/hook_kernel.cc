@@ -2,10 +2,16 @@
 
 #include "addon_state.h"
 #include "errors.h"
+#include "tensor_handle.h"
 
 namespace easyroutine {
 
-Napi::Value HookKernel::Results(Napi::Env env) { return env.Undefined(); }
+Napi::Value ResultWriter::Tensor(at::Tensor tensor) {
+  if (pack_) return Napi::Number::New(env_, pack_->Add(std::move(tensor)));
+  return TensorHandle::Wrap(env_, std::move(tensor));
+}
+
+Napi::Value HookKernel::Results(ResultWriter& out) { return out.Env().Undefined(); }
 
 void HookKernel::Configure(Napi::Env, const Napi::Object&) { throw TypedError(ErrorKind::InvalidArgument, "this native hook takes no new options"); }
 
@@ -87,7 +93,12 @@ std::shared_ptr<HookKernel> KernelHandle::From(Napi::Env env, Napi::Value value)
 
 Napi::Value KernelHandle::Results(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  return Guarded(env, ErrorKind::Torch, "NativeHook.results", [&] { return kernel_->Results(env); });
+  return Guarded(env, ErrorKind::Torch, "NativeHook.results", [&] {
+    TensorPack* pack = info.Length() > 0 && !info[0].IsUndefined() ? TensorPack::From(env, info[0]) : nullptr;
+    if (info.Length() > 0 && !info[0].IsUndefined() && !pack) throw TypedError(ErrorKind::InvalidArgument, "NativeHook.results: the argument must be a TensorPack");
+    ResultWriter out(env, pack);
+    return kernel_->Results(out);
+  });
 }
 
 Napi::Value KernelHandle::Reset(const Napi::CallbackInfo& info) {

@@ -15,16 +15,30 @@
 #include <vector>
 
 #include "hook_points.h"
+#include "tensor_pack.h"
 
 namespace easyroutine {
+
+// Where a kernel's results go: a new JS handle per tensor, or a slot of a TensorPack (JS then gets
+// the slot number where the tensor would be).
+class ResultWriter {
+ public:
+  ResultWriter(Napi::Env env, TensorPack* pack) : env_(env), pack_(pack) {}
+  Napi::Env Env() const { return env_; }
+  Napi::Value Tensor(at::Tensor tensor);
+
+ private:
+  Napi::Env env_;
+  TensorPack* pack_;
+};
 
 class HookKernel {
  public:
   virtual ~HookKernel() = default;
   // Returns the replacement for `value`, or an undefined tensor to keep it (in-place edits are kept).
   virtual at::Tensor Run(const at::Tensor& value, const HookPoint& point) = 0;
-  // What the kernel collected, for JS (on the JS thread). Undefined by default.
-  virtual Napi::Value Results(Napi::Env env);
+  // What the kernel collected, for JS (on the JS thread), each tensor through `out`. Undefined by default.
+  virtual Napi::Value Results(ResultWriter& out);
   // Forgets what was collected.
   virtual void Reset() {}
   // Takes new per-call options (e.g. the positions of the next batch) while keeping what it collected.

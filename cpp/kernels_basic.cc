@@ -20,16 +20,17 @@ class RecordKernel : public HookKernel {
   }
 
   // [[point, tensor], ...] in the order the values were seen.
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    Napi::Array out = Napi::Array::New(env, records_.size());
+    Napi::Env env = out.Env();
+    Napi::Array records = Napi::Array::New(env, records_.size());
     for (size_t i = 0; i < records_.size(); ++i) {
       Napi::Array pair = Napi::Array::New(env, 2);
       pair.Set(0u, records_[i].first);
-      pair.Set(1u, TensorHandle::Wrap(env, records_[i].second));
-      out.Set(static_cast<uint32_t>(i), pair);
+      pair.Set(1u, out.Tensor(records_[i].second));
+      records.Set(static_cast<uint32_t>(i), pair);
     }
-    return out;
+    return records;
   }
 
   void Reset() override {

@@ -104,12 +104,13 @@ class CachedIndex {
 };
 
 // [[head, tensor], ...] for JS: the per-head results of the pattern and projection kernels.
-Napi::Value HeadResults(Napi::Env env, const std::vector<std::pair<int64_t, at::Tensor>>& results) {
+Napi::Value HeadResults(ResultWriter& writer, const std::vector<std::pair<int64_t, at::Tensor>>& results) {
+  Napi::Env env = writer.Env();
   Napi::Array out = Napi::Array::New(env, results.size());
   for (size_t i = 0; i < results.size(); ++i) {
     Napi::Array pair = Napi::Array::New(env, 2);
     pair.Set(0u, Napi::Number::New(env, static_cast<double>(results[i].first)));
-    pair.Set(1u, TensorHandle::Wrap(env, results[i].second.contiguous()));
+    pair.Set(1u, writer.Tensor(results[i].second.contiguous()));
     out.Set(static_cast<uint32_t>(i), pair);
   }
   return out;
@@ -176,12 +177,12 @@ class PositionsKernel : public HookKernel {
   }
 
   // 'per_head': one tensor per head; otherwise the tensor (undefined before a forward).
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!result_.defined()) return env.Undefined();
-    if (layout_ != "per_head") return TensorHandle::Wrap(env, result_);
-    Napi::Array heads = Napi::Array::New(env, result_.size(2));
-    for (int64_t h = 0; h < result_.size(2); ++h) heads.Set(static_cast<uint32_t>(h), TensorHandle::Wrap(env, result_.select(2, h).contiguous()));
+    if (!result_.defined()) return out.Env().Undefined();
+    if (layout_ != "per_head") return out.Tensor(result_);
+    Napi::Array heads = Napi::Array::New(out.Env(), result_.size(2));
+    for (int64_t h = 0; h < result_.size(2); ++h) heads.Set(static_cast<uint32_t>(h), out.Tensor(result_.select(2, h).contiguous()));
     return heads;
   }
 
@@ -297,9 +298,9 @@ class PatternKernel : public HookKernel {
   }
 
   // [[head, tensor], ...]
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return HeadResults(env, results_);
+    return HeadResults(out, results_);
   }
 
   void Reset() override {
@@ -349,14 +350,14 @@ class StatisticsKernel : public HookKernel {
   }
 
   // {mean, variance, second_moment}
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!mean_.defined()) return env.Undefined();
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("mean", TensorHandle::Wrap(env, mean_));
-    out.Set("variance", TensorHandle::Wrap(env, variance_));
-    out.Set("second_moment", TensorHandle::Wrap(env, second_));
-    return out;
+    if (!mean_.defined()) return out.Env().Undefined();
+    Napi::Object statistics = Napi::Object::New(out.Env());
+    statistics.Set("mean", out.Tensor(mean_));
+    statistics.Set("variance", out.Tensor(variance_));
+    statistics.Set("second_moment", out.Tensor(second_));
+    return statistics;
   }
 
  private:
@@ -401,9 +402,9 @@ class ProjectHeadsKernel : public HookKernel {
     return {};
   }
 
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return HeadResults(env, results_);
+    return HeadResults(out, results_);
   }
 
  private:
@@ -428,9 +429,9 @@ class GradientLeafKernel : public HookKernel {
     return leaf;
   }
 
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return leaf_.defined() ? Napi::Value(TensorHandle::Wrap(env, leaf_)) : env.Undefined();
+    return leaf_.defined() ? out.Tensor(leaf_) : out.Env().Undefined();
   }
 
  private:
@@ -501,9 +502,9 @@ class ValueWeightedPatternKernel : public HookKernel {
     return {};
   }
 
-  Napi::Value Results(Napi::Env env) override {
+  Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return HeadResults(env, averages_);
+    return HeadResults(out, averages_);
   }
 
  private:

@@ -60,8 +60,17 @@ export interface NativeAbortToken {
   aborted(): boolean;
 }
 
+/** Tensors a kernel collected, held natively until one is taken (see cpp/tensor_pack.h). */
+export interface NativeTensorPack {
+  /** The slot's tensor as a handle; the slot is emptied. */
+  take(slot: number): NativeTensor;
+  /** Drops the slot's tensor (idempotent). */
+  release(slot: number): void;
+}
+
 export interface NativeKernel {
-  results(): unknown;
+  /** With a pack, tensors go into its slots and their slot numbers stand in their place. */
+  results(pack?: NativeTensorPack): unknown;
   reset(): void;
   configure(options: Record<string, unknown>): void;
   name(): string;
@@ -106,6 +115,7 @@ export interface NativeBinding {
   NativeModel: abstract new (...args: never[]) => NativeModel;
   AbortToken: new () => NativeAbortToken;
   NativeKernel: abstract new (...args: never[]) => NativeKernel;
+  NativeTensorPack: new () => NativeTensorPack;
   createKernel(name: string, options: Record<string, unknown>): NativeKernel;
   kernelNames(): Record<string, string>;
   setErrorClasses(classes: typeof errorClasses): void;

@@ -4,7 +4,8 @@
  * and shapes, every value gathered by a native kernel (no per-element JS).
  * @module
  */
-import { ActivationCache } from './activation-cache';
+import { ActivationCache, type CacheValue } from './activation-cache';
+import { native } from './binding';
 import { detectArchitecture, type ArchitectureMapping, type ArchitectureOverrides } from './architecture';
 import { InvalidArgumentError } from './errors';
 import { extractionConfig, type ExtractionConfig } from './extraction-config';
@@ -121,16 +122,18 @@ interface Extraction {
 /** How many distinct extraction plans (config x positions) a model keeps ready. */
 const EXTRACTION_CACHE_SIZE = 16;
 
-const configKeys = new WeakMap<object, string>();
+const configIds = new WeakMap<object, string>();
+let nextConfigId = 0;
 
-/** A string that is equal for equal configs (computed once for a frozen config). */
+/** A short string equal for equal configs: an id per frozen config object, else its JSON. */
 function configKey(config: Readonly<ExtractionConfig>): string {
-  let key = configKeys.get(config);
-  if (key === undefined) {
-    key = JSON.stringify(config);
-    if (Object.isFrozen(config)) configKeys.set(config, key);
+  if (!Object.isFrozen(config)) return JSON.stringify(config);
+  let id = configIds.get(config);
+  if (id === undefined) {
+    id = `#${nextConfigId++}`;
+    configIds.set(config, id);
   }
-  return key;
+  return id;
 }
 
 /** Row 0's token ids, read in place when the ids are a contiguous int64 CPU tensor. */
@@ -140,10 +143,46 @@ function firstRowIds(ids: Tensor): number[] {
   return Array.from(ids.to('int64').index(0).copyData() as BigInt64Array, Number);
 }
 
+/**
+ * Reads what the kernels of one forward collected into one native pack: each result is a Tensor
+ * whose handle is made on first use, so results that are disposed unread never cost a handle.
+ * A kernel whose point did not run gives undefined.
+ */
+class PackedResults {
+  readonly #pack = new native.NativeTensorPack();
+
+  #at(slot: number): Tensor {
+    return Tensor._fromPack(this.#pack, slot);
+  }
+
+  tensor(hook: NativeHook): Tensor | undefined {
+    const slot = hook.native.results(this.#pack) as number | undefined;
+    return slot === undefined ? undefined : this.#at(slot);
+  }
+
+  tensors(hook: NativeHook): Tensor[] | undefined {
+    return (hook.native.results(this.#pack) as number[] | undefined)?.map((slot) => this.#at(slot));
+  }
+
+  heads(hook: NativeHook): [number, Tensor][] {
+    return ((hook.native.results(this.#pack) as [number, number][] | undefined) ?? []).map(([head, slot]) => [head, this.#at(slot)]);
+  }
+
+  record(hook: NativeHook): Record<string, Tensor> | undefined {
+    const slots = hook.native.results(this.#pack) as Record<string, number> | undefined;
+    return slots && Object.fromEntries(Object.entries(slots).map(([name, slot]) => [name, this.#at(slot)]));
+  }
+}
+
+/** Adds `value` under `key` unless the kernel gave nothing. */
+function addResult(cache: ActivationCache, key: string, value: CacheValue | undefined, info: string): void {
+  if (value !== undefined) cache.addWithInfo(key, value, info);
+}
+
 interface Collector {
   key: string;
   hook: NativeHook;
-  collect(cache: ActivationCache, hook: NativeHook): void;
+  collect(cache: ActivationCache, results: PackedResults): void;
 }
 
 function idsTensor(inputIds: Tensor | number[][]): Tensor {
@@ -307,6 +346,8 @@ export class HookedModel {
     for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
 
     const release = () => {
+      // ids made here from number rows are ours to free
+      if (ids !== inputIds) ids.dispose();
       for (const collector of extraction.collectors) collector.hook.reset();
       extraction.leaf?.reset();
       extraction.busy = false;
@@ -315,6 +356,8 @@ export class HookedModel {
       try {
         return this.#collect(output, { ids, config, specs, perRow, groupSizes, positions: target.positions, extraction, options });
       } finally {
+        // what the cache needs of the output (logits at the targets) was copied by a kernel
+        output.dispose();
         release();
       }
     };
@@ -337,7 +380,8 @@ export class HookedModel {
       cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
       cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
     }
-    for (const collector of collectors) collector.collect(cache, collector.hook);
+    const results = new PackedResults();
+    for (const collector of collectors) collector.collect(cache, results);
     if (config.saveInputIds) {
       const index = tensor(positions, { dtype: 'int64' });
       cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
@@ -369,7 +413,8 @@ export class HookedModel {
    * shared.
    */
   #extraction(config: Readonly<ExtractionConfig>, target: Target): Extraction {
-    const key = JSON.stringify([configKey(config), target.positions, target.groupSizes, target.offsets, target.rows ?? null]);
+    const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
+    const key = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows}`;
     const cached = this.#extractions.get(key);
     if (cached && !cached.busy) {
       // most recently used last
@@ -395,7 +440,7 @@ export class HookedModel {
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
-      collectors.push({ key, hook, collect: (cache, h) => cache.addWithInfo(key, h.results() as Tensor, `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
+      collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
       return [point, hook] as const;
     };
     const hooks: [string, Hook][] = [];
@@ -421,7 +466,7 @@ export class HookedModel {
         if (!flag) continue;
         const hook = nativeHook('positions', { positions, groups, layout: 'heads', avgOverExample: config.avgOverExample });
         const key = `${name}_L${i}`;
-        collectors.push({ key, hook, collect: (cache, h) => cache.addWithInfo(key, h.results() as Tensor, `${point}: [batch, position, heads * d_head]`) });
+        collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, position, heads * d_head]`) });
         hooks.push([point, hook]);
       }
       for (const [flag, name, point, kv] of [
@@ -434,8 +479,9 @@ export class HookedModel {
         collectors.push({
           key: `${name}_L${i}`,
           hook,
-          collect: (cache, h) => {
-            const perHead = h.results() as Tensor[];
+          collect: (cache, r) => {
+            const perHead = r.tensors(hook);
+            if (!perHead) return;
             const group = kv ? arch.nHeads / perHead.length : 1;
             for (let head = 0; head < arch.nHeads; head++) {
               if (!headWanted(i, head)) continue;
@@ -460,8 +506,8 @@ export class HookedModel {
         collectors.push({
           key: `${name}_L${i}`,
           hook,
-          collect: (cache, h) => {
-            for (const [head, value] of h.results() as [number, Tensor][]) cache.addWithInfo(`${name}_L${i}H${head}`, value, `${point} x W_O block: [batch, position, d_model]`);
+          collect: (cache, r) => {
+            for (const [head, value] of r.heads(hook)) cache.addWithInfo(`${name}_L${i}H${head}`, value, `${point} x W_O block: [batch, position, d_model]`);
           },
         });
         hooks.push([point, hook]);
@@ -481,8 +527,8 @@ export class HookedModel {
         collectors.push({
           key: `pattern_L${i}`,
           hook,
-          collect: (cache, h) => {
-            for (const [head, value] of h.results() as [number, Tensor][]) {
+          collect: (cache, r) => {
+            for (const [head, value] of r.heads(hook)) {
               cache.addWithInfo(`pattern_L${i}H${head}`, value, rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]');
             }
           },
@@ -493,7 +539,7 @@ export class HookedModel {
     if (config.extractLastLayernorm) {
       if (!arch.finalNorm) throw new InvalidArgumentError('HookedModel: no final norm found for last_layernorm; pass finalNorm in the architecture overrides');
       const hook = nativeHook('statistics', { positions });
-      collectors.push({ key: 'last_layernorm', hook, collect: (cache, h) => cache.addWithInfo('last_layernorm', h.results() as never, '{mean, variance, second_moment}: [batch, position]') });
+      collectors.push({ key: 'last_layernorm', hook, collect: (cache, r) => addResult(cache, 'last_layernorm', r.record(hook), '{mean, variance, second_moment}: [batch, position]') });
       hooks.push([`${arch.finalNorm}:input`, hook]);
     }
     let leaf: NativeHook | undefined;
@@ -503,7 +549,7 @@ export class HookedModel {
     }
     if (config.saveLogits) {
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
-      collectors.push({ key: 'logits', hook, collect: (cache, h) => cache.addWithInfo('logits', h.results() as Tensor, '[batch, position, vocabulary]') });
+      collectors.push({ key: 'logits', hook, collect: (cache, r) => addResult(cache, 'logits', r.tensor(hook), '[batch, position, vocabulary]') });
       hooks.push(['output', hook]);
     }
 

@@ -3,7 +3,7 @@
  * O(1); every other access that needs a different layout or device is an explicit copy.
  * @module
  */
-import { native, type NativeIndexItem, type NativeTensor, type TensorData } from './binding';
+import { native, type NativeIndexItem, type NativeTensor, type NativeTensorPack, type TensorData } from './binding';
 import { DTypeError, DisposedError, InvalidArgumentError, ShapeError } from './errors';
 
 export type { TensorData };
@@ -59,16 +59,39 @@ let copyWarningShown = false;
  * `data`) share its memory.
  */
 export class Tensor implements Disposable {
-  #handle: NativeTensor;
+  // #handle is undefined while the tensor still waits in a pack (see Tensor._fromPack)
+  #handle: NativeTensor | undefined;
+  #packed: { pack: NativeTensorPack; slot: number } | undefined;
   #data: TensorData | undefined;
 
   /**
    * @internal Use {@link tensor}, {@link fromTypedArray} or a model's outputs. `owned` is false for
    * handles the addon releases itself (a hook's borrowed value): no GC backstop needed.
    */
-  constructor(handle: NativeTensor, owned = true) {
+  constructor(handle: NativeTensor | undefined, owned = true) {
     this.#handle = handle;
-    if (owned) registry.register(this, handle, this);
+    if (owned && handle) registry.register(this, handle, this);
+  }
+
+  /**
+   * @internal A tensor that stays in a kernel's result pack until first used: results that are
+   * never read cost no handle. The pack frees unread slots when it is collected.
+   */
+  static _fromPack(pack: NativeTensorPack, slot: number): Tensor {
+    const tensor = new Tensor(undefined);
+    tensor.#packed = { pack, slot };
+    return tensor;
+  }
+
+  /** The handle, taken from the pack on first use. */
+  get #live(): NativeTensor {
+    if (this.#handle) return this.#handle;
+    const { pack, slot } = this.#packed!;
+    this.#packed = undefined;
+    const handle = pack.take(slot);
+    this.#handle = handle;
+    registry.register(this, handle, this);
+    return handle;
   }
 
   /**
@@ -77,53 +100,54 @@ export class Tensor implements Disposable {
    * follow it there.
    */
   _revoke(why: string): void {
+    this.#packed = undefined;
     this.#handle = revokedHandle(why);
     this.#data = undefined;
   }
 
   /** @internal The native handle, for passing the tensor to the addon. */
   get native(): NativeTensor {
-    return this.#handle;
+    return this.#live;
   }
 
   /** The size of each dimension. */
   get shape(): number[] {
-    return this.#handle.shape();
+    return this.#live.shape();
   }
 
   /** The element stride of each dimension. */
   get strides(): number[] {
-    return this.#handle.strides();
+    return this.#live.strides();
   }
 
   /** The element type. Tensors of other torch dtypes (complex, ...) report torch's name. */
   get dtype(): DType {
-    return this.#handle.dtype() as DType;
+    return this.#live.dtype() as DType;
   }
 
   /** Where the tensor lives: `'cpu'` or `'cuda:N'`. */
   get device(): string {
-    return this.#handle.device();
+    return this.#live.device();
   }
 
   /** The number of elements. */
   get numel(): number {
-    return this.#handle.numel();
+    return this.#live.numel();
   }
 
   /** The number of dimensions. */
   get rank(): number {
-    return this.#handle.shape().length;
+    return this.#live.shape().length;
   }
 
   /** Whether the elements are laid out densely in row-major order (required by {@link Tensor.data}). */
   get isContiguous(): boolean {
-    return this.#handle.isContiguous();
+    return this.#live.isContiguous();
   }
 
   /** Whether autograd tracks this tensor. */
   get requiresGrad(): boolean {
-    return this.#handle.requiresGrad();
+    return this.#live.requiresGrad();
   }
 
   /**
@@ -135,7 +159,7 @@ export class Tensor implements Disposable {
    */
   get data(): TensorData {
     if (this.#data) return this.#data;
-    const [array, shared] = this.#handle.data();
+    const [array, shared] = this.#live.data();
     if (shared) {
       this.#data = array;
     } else if (!copyWarningShown) {
@@ -160,17 +184,17 @@ export class Tensor implements Disposable {
    * writing into `data` does the same.
    */
   write(values: TensorData): void {
-    this.#handle.write(values);
+    this.#live.write(values);
   }
 
   /** A copy of the elements as a new TypedArray, from any device or layout. */
   copyData(): TensorData {
-    return this.#handle.copyData();
+    return this.#live.copyData();
   }
 
   /** A copy of the elements converted to float32 (the readable form of float16/bfloat16 data). */
   toFloat32Array(): Float32Array {
-    return this.#handle.toFloat32Array();
+    return this.#live.toFloat32Array();
   }
 
   /** This tensor on another device and/or with another dtype (a new tensor, or this data when nothing changes). */
@@ -186,27 +210,27 @@ export class Tensor implements Disposable {
     } else {
       throw new InvalidArgumentError('Tensor.to expects a device, a dtype or { device, dtype }');
     }
-    return new Tensor(this.#handle.to(device, dtype));
+    return new Tensor(this.#live.to(device, dtype));
   }
 
   /** A contiguous tensor with the same elements (this data when already contiguous). */
   contiguous(): Tensor {
-    return new Tensor(this.#handle.contiguous());
+    return new Tensor(this.#live.contiguous());
   }
 
   /** A copy with its own memory. */
   clone(): Tensor {
-    return new Tensor(this.#handle.clone());
+    return new Tensor(this.#live.clone());
   }
 
   /** The elements in a new shape (a view when possible, else a copy); one dimension may be -1. */
   reshape(...shape: number[] | [number[]]): Tensor {
-    return new Tensor(this.#handle.reshape(flattenShape(shape)));
+    return new Tensor(this.#live.reshape(flattenShape(shape)));
   }
 
   /** A view with a new shape over the same memory; fails when the layout does not allow one. */
   view(...shape: number[] | [number[]]): Tensor {
-    return new Tensor(this.#handle.view(flattenShape(shape)));
+    return new Tensor(this.#live.view(flattenShape(shape)));
   }
 
   /**
@@ -215,34 +239,40 @@ export class Tensor implements Disposable {
    */
   index(...items: IndexItem[]): Tensor {
     const nativeItems: NativeIndexItem[] = items.map((item) => (item instanceof Tensor ? item.native : item));
-    return new Tensor(this.#handle.index(nativeItems));
+    return new Tensor(this.#live.index(nativeItems));
   }
 
   /** The single element of a one-element tensor as a number (bigint beyond 2^53, boolean for bool). */
   item(): number | boolean | bigint {
-    return this.#handle.item();
+    return this.#live.item();
   }
 
   /** The elements as nested arrays (a copy), e.g. for printing or JSON. */
   toArray(): NestedArray {
-    return this.#handle.toArray() as NestedArray;
+    return this.#live.toArray() as NestedArray;
   }
 
   /** Whether this tensor and `other` share memory (e.g. a view and its base). */
   sharesMemoryWith(other: Tensor): boolean {
-    return this.#handle.sameStorage(other.native);
+    return this.#live.sameStorage(other.native);
   }
 
   /** Releases this handle's reference to the tensor now. Views and `data` arrays stay valid. */
   dispose(): void {
-    registry.unregister(this);
     this.#data = undefined;
-    this.#handle.dispose();
+    if (this.#packed) {
+      this.#packed.pack.release(this.#packed.slot);
+      this.#packed = undefined;
+      this.#handle = revokedHandle('the tensor was disposed');
+      return;
+    }
+    registry.unregister(this);
+    this.#handle!.dispose();
   }
 
   /** Whether {@link Tensor.dispose} was called. */
   get disposed(): boolean {
-    return this.#handle.isDisposed();
+    return this.#packed ? false : this.#live.isDisposed();
   }
 
   /** Same as {@link Tensor.dispose}, for `using` declarations. */

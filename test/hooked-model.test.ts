@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, ShapeError, TokenPositionError, tensor, type Tensor } from '../lib/index';
+import { DisposedError, InvalidArgumentError, ShapeError, TokenPositionError, memoryStats, tensor, type Tensor } from '../lib/index';
 import { HookedModel } from '../lib/hooked-model';
 import { decode, expectThrows, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
 
@@ -353,6 +353,24 @@ describe('extraction kernels reused across forwards', () => {
   it('concurrent forwards with one config each get their own kernels', async () => {
     const caches = await Promise.all([0, 1, 0, 1].map((b) => model.forwardAsync([rows[b]!], options)));
     caches.forEach((cache, i) => expectRow(cache, i % 2));
+  });
+
+  it('results stay native until read, and a disposed cache frees them at once, read or not', () => {
+    const before = memoryStats().externalBytes;
+    const cache = model.forward(rows, options);
+    const extracted = cache.keys().filter((k) => cache.get(k) instanceof Object && cache.info(k) !== undefined);
+    const bytes = extracted.reduce((sum, key) => sum + cache.tensor(key).numel * 4, 0);
+    expect(memoryStats().externalBytes - before).toBeGreaterThanOrEqual(bytes);
+    const read = cache.tensor('pattern_L0H1');
+    const unread = cache.tensor('resid_out_1');
+    expect(read.shape).toEqual(whole.tensor('pattern_L0H1').shape);
+    expect(unread.disposed).toBe(false);
+    cache.dispose();
+    expect(memoryStats().externalBytes).toBeLessThanOrEqual(before);
+    expect(read.disposed).toBe(true);
+    expect(unread.disposed).toBe(true);
+    expect(() => unread.shape).toThrow(DisposedError);
+    unread.dispose();
   });
 
   it('a failed forward leaves nothing behind for the next one', async () => {
