@@ -21,8 +21,8 @@ struct StorageRegistry::BufferHint {
   uint64_t id;
 };
 
-void StorageRegistry::Adjust(int64_t delta) {
-  accountedBytes_ += delta;
+void StorageRegistry::Adjust(int64_t delta, bool storageBytes) {
+  if (storageBytes) accountedBytes_ += delta;
   if (!closed_ && delta != 0) {
     int64_t ignored;
     napi_adjust_external_memory(env_, delta, &ignored);

@@ -146,9 +146,13 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
   storages_ = AddonState::Get(env).storages;
   accounted_ = !(info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value());  // else borrowed
   if (accounted_) storages_->Retain(tensor_);
+  storages_->HandleCreated();
 }
 
-TensorHandle::~TensorHandle() { Reset(); }
+TensorHandle::~TensorHandle() {
+  Reset();
+  if (storages_) storages_->HandleFinalized();
+}
 
 void TensorHandle::Reset() {
   if (accounted_ && storages_ && tensor_.defined()) storages_->Release(tensor_);

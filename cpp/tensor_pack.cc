@@ -21,10 +21,13 @@ TensorPack* TensorPack::From(Napi::Env env, Napi::Value value) {
   return Unwrap(value.As<Napi::Object>());
 }
 
-TensorPack::TensorPack(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorPack>(info), storages_(AddonState::Get(info.Env()).storages) {}
+TensorPack::TensorPack(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorPack>(info), storages_(AddonState::Get(info.Env()).storages) {
+  storages_->HandleCreated();
+}
 
 TensorPack::~TensorPack() {
   for (at::Tensor& slot : slots_) Empty(slot);
+  storages_->HandleFinalized();
 }
 
 uint32_t TensorPack::Add(at::Tensor tensor) {
