@@ -618,6 +618,50 @@ def build_sdpa(out_dir: str):
         json.dump({"input_ids": ids.tolist(), "logits": encode(logits), "points": points, "edits": {"zero_head_2_1": encode(edited)}}, f)
 
 
+def build_induction(out_dir: str):
+    """References for the demo's study on the bundled model (models/induction-2l.pt), computed on its
+    nn.Module with PyTorch's hooks: each head's pattern, induction and previous-token scores, and the
+    repeated-half loss before and after zero-ablating heads."""
+    import train_induction as ti
+
+    bundled = os.path.join(os.path.dirname(__file__), "..", "models", "induction-2l.pt")
+    model = ti.load(bundled)
+    half, layers, heads = ti.CONFIG["half"], ti.CONFIG["n_layers"], ti.CONFIG["n_heads"]
+    ids = ti.repeated_batch(torch.Generator().manual_seed(3), 4)
+    seq = ids.shape[1]
+    inputs = {}
+    handles = [model.transformer.h[i].attn.register_forward_hook(lambda m, args, out, i=i: inputs.__setitem__(i, args[0])) for i in range(layers)]
+    with torch.no_grad():
+        logits = model(ids)
+    for h in handles:
+        h.remove()
+    patterns = {i: attention_internals("gpt2", model.transformer.h[i].attn, inputs[i])[0]["pattern"] for i in range(layers)}
+    queries = torch.arange(half + 1, seq)
+    scores = {}
+    for i in range(layers):
+        for h in range(heads):
+            p = patterns[i][:, h]
+            induction = p[:, queries, queries - half + 1].mean().item()
+            previous = p[:, torch.arange(1, seq), torch.arange(0, seq - 1)].mean().item()
+            scores[f"L{i}H{h}"] = {"induction": induction, "previous": previous}
+
+    def loss_without(ablated):
+        hooks = []
+        for layer, head in ablated:
+            def replace(module, args, output, head=head):
+                return attention_internals("gpt2", module, args[0], edit=zero_head(head))[1]
+            hooks.append(model.transformer.h[layer].attn.register_forward_hook(replace))
+        with torch.no_grad():
+            out = model(ids)
+        for hook in hooks:
+            hook.remove()
+        return ti.repeated_half_loss(out, ids).item()
+
+    losses = {"none": loss_without([]), "L1H1": loss_without([(1, 1)]), "L0H0": loss_without([(0, 0)])}
+    with open(os.path.join(out_dir, "induction.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "half": half, "patterns": {f"L{i}": encode(patterns[i]) for i in range(layers)}, "scores": scores, "losses": losses, "logits": encode(logits)}, f)
+
+
 def build_bundled(out_dir: str):
     torch.manual_seed(0)
     model = GPT(vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16).eval()
@@ -646,6 +690,7 @@ def main(argv: List[str]):
         build_family(name, out_dir)
     build_misc(out_dir)
     build_branchy(out_dir)
+    build_induction(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
         build_sdpa(out_dir)
     with open(os.path.join(out_dir, "STAMP"), "w") as f:

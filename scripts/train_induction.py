@@ -1,0 +1,151 @@
+"""Trains the model bundled in models/: a 2-layer attention-only transformer that learns induction
+heads, the circuit that copies what followed an earlier occurrence of the current token.
+
+    python3 scripts/train_induction.py [models/induction-2l.pt]
+
+Training data: random tokens in which a block of random length is repeated at a random place, the
+loss taken where the next token is a repeat; a repeat can be predicted by a previous-token head in
+layer 0 and an induction head in layer 1 that reads it (Olsson et al., 2022), and (since the
+distances vary) by nothing positional. The demo then studies BOS, HALF random tokens, the same HALF
+tokens again. Seeded and single-threaded, so a rerun on the same
+torch gives the same weights; it takes about 40 seconds on 2 cores. The TorchScript file is traced;
+models/induction-2l.json records the configuration and the losses.
+"""
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(__file__))
+from make_fixtures import GPTAttention  # noqa: E402  (the GPT-2 attention of the test fixtures)
+
+CONFIG = dict(vocab=64, d_model=64, n_heads=4, n_layers=2, half=16, bos=0)
+CONFIG["ctx"] = 2 * CONFIG["half"] + 1
+TRAINING = dict(seed=0, steps=4000, batch=64, lr=3e-3, weight_decay=0.01)
+
+
+class AttnOnlyBlock(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, ctx: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = GPTAttention(d_model, n_heads, ctx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.ln_1(x))
+
+
+class AttnOnlyTransformer(nn.Module):
+    def __init__(self, vocab: int, d_model: int, n_heads: int, n_layers: int, ctx: int):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d_model)
+        self.wpe = nn.Embedding(ctx, d_model)
+        self.h = nn.ModuleList([AttnOnlyBlock(d_model, n_heads, ctx) for _ in range(n_layers)])
+        self.ln_f = nn.LayerNorm(d_model)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.h:
+            x = block(x)
+        return self.ln_f(x)
+
+
+class InductionModel(nn.Module):
+    """GPT-2 layout (transformer.h.{i}.attn, lm_head) without MLPs."""
+
+    def __init__(self, vocab=64, d_model=64, n_heads=4, n_layers=2, ctx=33, **_):
+        super().__init__()
+        self.transformer = AttnOnlyTransformer(vocab, d_model, n_heads, n_layers, ctx)
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.transformer(idx))
+
+
+def repeated_batch(generator: torch.Generator, batch: int):
+    """[batch, 2 * half + 1]: BOS, half random tokens (never BOS), the same tokens again."""
+    half = CONFIG["half"]
+    tokens = torch.randint(1, CONFIG["vocab"], (batch, half), generator=generator)
+    bos = torch.full((batch, 1), CONFIG["bos"], dtype=torch.long)
+    return torch.cat([bos, tokens, tokens], dim=1)
+
+
+def training_batch(generator: torch.Generator, batch: int):
+    """Random tokens where each row repeats a block of random length L in [4, half] at a random
+    place after a random gap, so that positions alone never predict the repeat: the model has to
+    learn induction (copy what followed this token's earlier occurrence). Returns the ids and the
+    mask of the positions whose next token is a repeat (where the loss is taken)."""
+    half, ctx = CONFIG["half"], CONFIG["ctx"]
+    ids = torch.randint(1, CONFIG["vocab"], (batch, ctx), generator=generator)
+    ids[:, 0] = CONFIG["bos"]
+    predictable = torch.zeros(batch, ctx - 1, dtype=torch.bool)
+    for row in range(batch):
+        length = int(torch.randint(4, half + 1, (1,), generator=generator))
+        room = ctx - 1 - 2 * length  # free positions for the offset and the gap
+        start = 1 + int(torch.randint(0, room + 1, (1,), generator=generator))
+        gap = int(torch.randint(0, room - (start - 1) + 1, (1,), generator=generator))
+        second = start + length + gap
+        ids[row, second : second + length] = ids[row, start : start + length]
+        predictable[row, second : second + length - 1] = True  # position p predicts p + 1
+    return ids, predictable
+
+
+def repeated_half_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss where the next token is in the repeated half (predictable by induction)."""
+    half = CONFIG["half"]
+    predictions = logits[:, half + 1 : -1]  # positions whose next token is a repeat
+    targets = ids[:, half + 2 :]
+    return F.cross_entropy(predictions.reshape(-1, predictions.size(-1)), targets.reshape(-1))
+
+
+def load(path: str) -> InductionModel:
+    """The nn.Module with the weights of a saved TorchScript file (for references and benchmarks)."""
+    model = InductionModel(**CONFIG)
+    model.load_state_dict(torch.jit.load(path).state_dict())
+    return model.eval()
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "models", "induction-2l.pt")
+    torch.set_num_threads(1)
+    torch.manual_seed(TRAINING["seed"])
+    generator = torch.Generator().manual_seed(TRAINING["seed"])
+    model = InductionModel(**CONFIG)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=TRAINING["lr"], weight_decay=TRAINING["weight_decay"])
+    started = time.time()
+    history = []
+    for step in range(1, TRAINING["steps"] + 1):
+        ids, predictable = training_batch(generator, TRAINING["batch"])
+        logits = model(ids)
+        loss = F.cross_entropy(logits[:, :-1][predictable], ids[:, 1:][predictable])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 250 == 0 or step == 1:
+            with torch.no_grad():
+                check = repeated_batch(torch.Generator().manual_seed(7), 64)
+                repeated = repeated_half_loss(model(check), check).item()
+            history.append({"step": step, "loss": round(loss.item(), 4), "repeated_half_loss": round(repeated, 4)})
+            print(f"step {step:5d}  loss {loss.item():.3f}  repeated-half loss {repeated:.3f}  ({time.time() - started:.0f} s)", flush=True)
+    model.eval()
+    with torch.no_grad():
+        ids = repeated_batch(torch.Generator().manual_seed(12345), 256)
+        held_out = repeated_half_loss(model(ids), ids).item()
+    print(f"held-out repeated-half loss {held_out:.4f} (uniform guess: {math.log(CONFIG['vocab'] - 1):.2f})")
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # the constant 1/sqrt(head size)
+    traced = torch.jit.trace(model, repeated_batch(torch.Generator().manual_seed(1), 1))
+    torch.jit.save(traced, out)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump({"config": CONFIG, "training": TRAINING, "torch": torch.__version__, "history": history, "held_out_repeated_half_loss": round(held_out, 4)}, f, indent=2)
+        f.write("\n")
+    print(f"wrote {out} ({os.path.getsize(out) // 1024} KB)")
+
+
+if __name__ == "__main__":
+    main()
