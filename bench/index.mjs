@@ -1,155 +1,190 @@
-// npm run bench: side-by-side figures, medians after warm-up, printed as a table and written to
-// bench/results.json: the cost of `Tensor.data` against tensor size, a bare forward, and the hook
-// engine's costs (taps alone, a JS closure per call on and off the main thread, graph builds).
+// npm run bench: every figure side by side in one run, medians of several runs after warm-up,
+// printed as a table and written to bench/results.json. Node runs the TorchScript file; the Python
+// side (bench/python_hooks.py, Debian's python3-torch: the same libtorch) runs the same file, and the
+// original nn.Module with forward hooks the way easyroutine does it, with the same weights and threads.
+// Models: the bundled induction model (models/induction-2l.pt) and a GPT-2-small-shaped model
+// (12 layers, d 768, 12 heads, vocabulary 50257; generated once into bench/models/).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { HookedModel, extractionConfig, loadModel, runtimeInfo, setNumThreads, tensor } from '../dist/index.mjs';
+import { HookedModel, extractionConfig, loadModel, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const cores = os.cpus().length;
+const rows = [];
+/** One line of the table: `node` and `python` in `unit`, or a single `value`. */
+function row(figure, fields) {
+  rows.push({ figure, ...fields });
+  const show = (v) => (v === undefined ? '' : `${v < 10 ? v.toFixed(3) : v.toFixed(1)} ${fields.unit}`);
+  const ratio = fields.ratio === undefined ? '' : `${fields.ratio.toFixed(2)}x`;
+  console.error(`  ${figure}: ${show(fields.node ?? fields.value)} ${fields.python !== undefined ? `| Python ${show(fields.python)}` : ''} ${ratio}`);
+}
 
 function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** Median nanoseconds per call of fn over `runs` runs of `iterations` calls, after a warm-up run. */
-function measure(fn, { runs = 7, iterations = 200 } = {}) {
-  const samples = [];
-  for (let run = -1; run < runs; run++) {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < iterations; i++) fn(i);
-    const ns = Number(process.hrtime.bigint() - start) / iterations;
-    if (run >= 0) samples.push(ns);
+/** Medians (ns per call) of alternatives measured in alternating runs after two warm-up runs, so drift hits all alike. */
+function compare(fns, { runs = 9, iterations = 50 } = {}) {
+  const samples = fns.map(() => []);
+  for (let run = -2; run < runs; run++) {
+    fns.forEach((fn, i) => {
+      const start = process.hrtime.bigint();
+      for (let k = 0; k < iterations; k++) fn();
+      if (run >= 0) samples[i].push(Number(process.hrtime.bigint() - start) / iterations);
+    });
   }
-  return median(samples);
+  return samples.map(median);
 }
 
-const rows = [];
+async function compareAsync(fns, { runs = 9, iterations = 50 } = {}) {
+  const samples = fns.map(() => []);
+  for (let run = -2; run < runs; run++) {
+    for (const [i, fn] of fns.entries()) {
+      const start = process.hrtime.bigint();
+      for (let k = 0; k < iterations; k++) await fn();
+      if (run >= 0) samples[i].push(Number(process.hrtime.bigint() - start) / iterations);
+    }
+  }
+  return samples.map(median);
+}
 
-// `data` on a fresh handle each time (a new handle has no cached view), so each call creates the
+let python;
+try {
+  python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
+  execFileSync(python, ['-c', 'import torch'], { stdio: 'ignore' });
+} catch {
+  python = undefined;
+  console.error('python3-torch was not found: measuring the Node side alone');
+}
+function pythonSide(name, file, { runs, iterations, threads, positions, ids }) {
+  if (!python) return undefined;
+  const args = [path.join(root, 'bench', 'python_hooks.py'), name, file, String(runs), String(iterations), String(threads), JSON.stringify(positions), JSON.stringify(ids)];
+  return JSON.parse(execFileSync(python, args, { encoding: 'utf8' }));
+}
+
+const bundledFile = path.join(root, 'models', 'induction-2l.pt');
+
+// ---- Tensor.data against size: a fresh handle each time (no cached view), so each call makes the
 // TypedArray over the storage's ArrayBuffer.
-for (const bytes of [1 << 10, 1 << 20, 10 << 20, 100 << 20]) {
-  const base = tensor(new Float32Array(bytes / 4), [bytes / 4]);
-  const handles = Array.from({ length: 1600 }, () => base.view(-1));
-  let next = 0;
-  const ns = measure(() => void handles[next++].data, { runs: 7, iterations: 200 });
-  rows.push({ figure: `Tensor.data, ${bytes >= 1 << 20 ? bytes / (1 << 20) + ' MB' : bytes / 1024 + ' KB'}`, value: ns / 1000, unit: 'µs' });
-  for (const h of handles) h.dispose();
-  base.dispose();
-}
-const small = rows[0].value;
-for (const row of rows) row.ratio = row.value / small;
-
-const model = loadModel(path.join(root, 'models', 'tiny-gpt.pt'));
-const ids = tensor([[3, 14, 15, 9, 26, 53, 5, 8]], { dtype: 'int64' });
-for (let i = 0; i < 5; i++) model.forward(ids).dispose();
-rows.push({ figure: 'forward, tiny-gpt [1, 8] (sync)', value: measure(() => model.forward(ids).dispose(), { runs: 7, iterations: 50 }) / 1e6, unit: 'ms' });
-
-/** Medians of two alternatives measured in alternating runs (so drift hits both alike). */
-function compare(a, b, { runs = 9, iterations = 50 } = {}) {
-  const sa = [];
-  const sb = [];
-  for (let run = -2; run < runs; run++) {
-    for (const [fn, samples] of [[a, sa], [b, sb]]) {
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < iterations; i++) fn();
-      if (run >= 0) samples.push(Number(process.hrtime.bigint() - start) / iterations);
-    }
-  }
-  return [median(sa), median(sb)];
-}
-
-async function compareAsync(a, b, { runs = 9, iterations = 50 } = {}) {
-  const sa = [];
-  const sb = [];
-  for (let run = -2; run < runs; run++) {
-    for (const [fn, samples] of [[a, sa], [b, sb]]) {
-      const start = process.hrtime.bigint();
-      for (let i = 0; i < iterations; i++) await fn();
-      if (run >= 0) samples.push(Number(process.hrtime.bigint() - start) / iterations);
-    }
-  }
-  return [median(sa), median(sb)];
-}
-
-// Hook engine on tiny-gpt: every hook point tapped.
+console.error('Tensor.data');
 {
-  const points = model.hookPoints().map((p) => p.name);
-  const taps = { taps: points };
-  const empty = () => undefined;
-  const closures = { hooks: Object.fromEntries(points.map((p) => [p, empty])) };
-  const [bare, tapped] = compare(() => model.forward(ids).dispose(), () => model.forward(ids, taps).dispose());
-  rows.push({ figure: `taps at all ${points.length} points, no hooks / untouched forward (tiny-gpt)`, value: tapped / bare, unit: 'x' });
-  const [tapsOnly, withClosures] = compare(() => model.forward(ids, taps).dispose(), () => model.forward(ids, closures).dispose());
-  rows.push({ figure: 'JS closure hook, per call, sync forward', value: (withClosures - tapsOnly) / points.length / 1000, unit: 'µs' });
-  const [tapsAsync, closuresAsync] = await compareAsync(
-    async () => (await model.forwardAsync(ids, taps)).dispose(),
-    async () => (await model.forwardAsync(ids, closures)).dispose(),
-  );
-  rows.push({ figure: 'JS closure hook, per call, async forward (inference thread round trip)', value: (closuresAsync - tapsAsync) / points.length / 1000, unit: 'µs' });
-  const builds = (names) => median(Array.from({ length: 7 }, () => model.hookedGraph(names).buildMilliseconds));
-  rows.push({ figure: `hooked graph build, all ${points.length} points (tiny-gpt)`, value: builds(points), unit: 'ms' });
-  rows.push({ figure: 'hooked graph build, 2 points (tiny-gpt)', value: builds(['transformer.h.0.attn:pattern', 'transformer.h.1:output']), unit: 'ms' });
+  let small;
+  for (const bytes of [1 << 10, 1 << 20, 10 << 20, 100 << 20]) {
+    const base = tensor(new Float32Array(bytes / 4), [bytes / 4]);
+    const handles = Array.from({ length: 1800 }, () => base.view(-1));
+    let next = 0;
+    const [ns] = compare([() => void handles[next++].data], { runs: 7, iterations: 200 });
+    small ??= ns;
+    row(`Tensor.data, ${bytes >= 1 << 20 ? bytes / (1 << 20) + ' MB' : bytes / 1024 + ' KB'} (vs 1 KB)`, { value: ns / 1000, unit: 'µs', ratio: ns / small });
+    for (const h of handles) h.dispose();
+    base.dispose();
+  }
 }
 
-// Taps alone on a GPT-2-small-shaped model (12 layers, d 768, 12 heads, vocab 50257), generated once.
+// ---- soak: 10,000 hooked forwards (built-in extraction kernels and a JS closure that reads and
+// edits its value) on the bundled model, the way long runs go (forwardAsync, as extractCache does);
+// resident memory after warm-up and at the end. (A synchronous loop that never yields to the event
+// loop grows instead: Node frees the native side of collected handles only between ticks.)
+console.error('soak');
 {
-  const file = path.join(root, 'bench', 'models', 'gpt2-small-shaped.pt');
-  if (!fs.existsSync(file)) {
-    const python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
-    console.error(`generating ${path.relative(root, file)} with ${python} ...`);
-    execFileSync(python, [path.join(root, 'scripts', 'make_fixtures.py'), '--bench', path.dirname(file)], { stdio: 'inherit' });
-  }
-  const big = loadModel(file);
-  const input = tensor([Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257)], { dtype: 'int64' });
-  const points = big.hookPoints().map((p) => p.name);
-  const [bare, tapped] = compare(() => big.forward(input).dispose(), () => big.forward(input, { taps: points }).dispose(), { runs: 7, iterations: 3 });
-  rows.push({ figure: 'forward, gpt2-small-shaped [1, 64] (sync)', value: bare / 1e6, unit: 'ms' });
-  rows.push({ figure: `taps at all ${points.length} points, no hooks / untouched forward (gpt2-small-shaped)`, value: tapped / bare, unit: 'x' });
-  rows.push({ figure: `hooked graph build, all ${points.length} points (gpt2-small-shaped)`, value: big.hookedGraph(points).buildMilliseconds, unit: 'ms' });
-  big.dispose();
+  setNumThreads(1);
+  const hooked = HookedModel.load(bundledFile);
+  const ids = tensor([[0, ...Array.from({ length: 32 }, (_, i) => 1 + (i % 16) * 3)]], { dtype: 'int64' });
+  const options = {
+    targetTokenPositions: ['last', [1, 5]],
+    extractionConfig: extractionConfig({ extractResidOut: true, extractAttnPattern: true, extractHeadOut: true }),
+    hooks: { 'transformer.h.0:output': (value) => void (value.data[0] += 0) },
+  };
+  const step = async () => {
+    const cache = await hooked.forwardAsync(ids, options);
+    cache.tensor('pattern_L1H1').toFloat32Array();
+    cache.dispose();
+  };
+  for (let i = 0; i < 500; i++) await step();
+  const start = process.memoryUsage().rss;
+  const startedAt = performance.now();
+  for (let i = 0; i < 10000; i++) await step();
+  const seconds = (performance.now() - startedAt) / 1000;
+  const end = process.memoryUsage().rss;
+  row('soak, 10,000 hooked forwardAsync calls: resident memory after 500 warm-up calls', { value: start / 2 ** 20, unit: 'MB' });
+  row(`soak, 10,000 hooked forwardAsync calls: resident memory at the end (${seconds.toFixed(1)} s)`, { value: end / 2 ** 20, unit: 'MB', ratio: end / start });
+  ids.dispose();
+  hooked.model.dispose();
+  setNumThreads(cores);
 }
 
-// easyroutine extraction (every resid_out and every pattern, at all positions) with the built-in
-// kernels in Node against PyTorch forward hooks doing the same work in Python, same threads.
-{
-  const threads = os.cpus().length;
-  setNumThreads(threads);
-  let python;
-  try {
-    python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
-  } catch {
-    python = undefined;
-  }
-  const cases = [
-    { name: 'tiny-gpt', file: path.join(root, 'models', 'tiny-gpt.pt'), ids: [[3, 14, 15, 9, 26, 53, 5, 8]], runs: 9, iterations: 50 },
-    { name: 'gpt2-small-shaped', file: path.join(root, 'bench', 'models', 'gpt2-small-shaped.pt'), ids: [Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257)], runs: 7, iterations: 3 },
-  ];
-  for (const c of cases) {
-    const hooked = HookedModel.load(c.file);
-    const input = tensor(c.ids, { dtype: 'int64' });
-    const options = { targetTokenPositions: ['all'], extractionConfig: extractionConfig({ extractResidOut: true, extractAttnPattern: true, saveLogits: false }) };
-    // both sides release what they extracted at once (Python by refcount, here by dispose)
-    const [bare, extraction] = compare(() => hooked.model.forward(input).dispose(), () => hooked.forward(input, options).dispose(), { runs: c.runs, iterations: c.iterations });
-    rows.push({ figure: `extraction of every resid_out and pattern / bare forward, Node (${c.name})`, value: extraction / bare, unit: 'x' });
-    if (python) {
-      const py = JSON.parse(execFileSync(python, [path.join(root, 'bench', 'python_hooks.py'), c.name, String(c.runs), String(c.iterations), String(threads)], { encoding: 'utf8' }));
-      rows.push({ figure: `the same extraction, Python forward hooks / Node kernels (${c.name}, ${threads} threads)`, value: py.extraction_ms / (extraction / 1e6), unit: 'x' });
-      rows.push({ figure: `bare forward, Python nn.Module / Node TorchScript (${c.name})`, value: py.bare_ms / (bare / 1e6), unit: 'x' });
-      if (c.name === 'tiny-gpt') rows.push({ figure: 'Python forward hook doing nothing, per call', value: ((py.empty_hooks_ms - py.bare_ms) / py.empty_hooks) * 1000, unit: 'µs' });
-    } else {
-      rows.push({ figure: `Python side (${c.name})`, value: NaN, unit: 'no python3-torch: not measured' });
+// ---- the two models
+const { config: bundledConfig } = JSON.parse(fs.readFileSync(bundledFile.replace(/\.pt$/, '.json'), 'utf8'));
+const bigFile = path.join(root, 'bench', 'models', 'gpt2-small-shaped.pt');
+if (!fs.existsSync(bigFile) && python) {
+  console.error(`generating ${path.relative(root, bigFile)} with ${python} ...`);
+  execFileSync(python, [path.join(root, 'scripts', 'make_fixtures.py'), '--bench', path.dirname(bigFile)], { stdio: 'inherit' });
+}
+const half = Array.from({ length: bundledConfig.half }, (_, i) => 1 + ((i * 37 + 11) % (bundledConfig.vocab - 1)));
+const models = [
+  { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 9, iterations: 50, threads: [1, cores] },
+  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 7, iterations: 3, threads: [cores] },
+].filter((m) => fs.existsSync(m.file));
+
+for (const m of models) {
+  for (const threads of m.threads) {
+    setNumThreads(threads);
+    console.error(`${m.label}, ${threads} thread${threads > 1 ? 's' : ''}`);
+    const hooked = HookedModel.load(m.file);
+    const ids = tensor([m.ids], { dtype: 'int64' });
+    const positions = m.ids.map((_, i) => i);
+    // every residual (block input, mid-block, output) and every head's pattern, at all positions
+    const config = extractionConfig({ extractResidIn: true, extractResidMid: hooked.architecture.layers[0].points.resid_mid !== undefined, extractResidOut: true, extractAttnPattern: true, saveLogits: false });
+    const options = { targetTokenPositions: ['all'], extractionConfig: config };
+    // each side frees what it extracted at once (Python by refcount, here by dispose)
+    const [bare, extraction] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.forward(ids, options).dispose()], m);
+    const py = pythonSide(m.name, m.file, { ...m, threads, positions });
+    const suffix = `${m.label}, ${threads} thread${threads > 1 ? 's' : ''}`;
+    row(`bare forward of the same TorchScript file (${suffix})`, { node: bare / 1e6, python: py?.bare_script_ms, unit: 'ms', ratio: py && py.bare_script_ms / (bare / 1e6) });
+    row(`bare forward, Python on the nn.Module (${suffix})`, { node: bare / 1e6, python: py?.bare_module_ms, unit: 'ms', ratio: py && py.bare_module_ms / (bare / 1e6) });
+    row(`extraction of every residual and pattern: kernels / forward hooks (${suffix})`, { node: extraction / 1e6, python: py?.extraction_ms, unit: 'ms', ratio: py && py.extraction_ms / (extraction / 1e6) });
+    row(`extraction / bare forward, Node (${suffix})`, { value: extraction / bare, unit: 'x' });
+    if (m.name === 'bundled' && threads === m.threads[m.threads.length - 1]) {
+      // hook engine costs on the bundled model: taps, closures, graph builds
+      const points = hooked.model.hookPoints().map((p) => p.name);
+      const taps = { taps: points };
+      const empty = () => undefined;
+      const closures = { hooks: Object.fromEntries(points.map((p) => [p, empty])) };
+      const [untouched, tapped, withClosures] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, taps).dispose(), () => hooked.model.forward(ids, closures).dispose()], { runs: 15, iterations: 200 });
+      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
+      const [tapsAsync, closuresAsync] = await compareAsync([async () => (await hooked.model.forwardAsync(ids, taps)).dispose(), async () => (await hooked.model.forwardAsync(ids, closures)).dispose()], { runs: 15, iterations: 100 });
+      const pyHook = py && ((py.empty_hooks_ms - py.bare_module_ms) / py.empty_hooks) * 1000;
+      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: (withClosures - tapped) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((withClosures - tapped) / points.length / 1000) });
+      row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: (closuresAsync - tapsAsync) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((closuresAsync - tapsAsync) / points.length / 1000) });
+      const builds = (names) => median(Array.from({ length: 7 }, () => hooked.model.hookedGraph(names).buildMilliseconds));
+      row(`hooked graph build, all ${points.length} points (${m.label})`, { value: builds(points), unit: 'ms' });
     }
+    if (m.name === 'gpt2-small-shaped') {
+      const points = hooked.model.hookPoints().map((p) => p.name);
+      const [untouched, tapped] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, { taps: points }).dispose()], m);
+      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
+      row(`hooked graph build, all ${points.length} points (${m.label})`, { value: hooked.model.hookedGraph(points).buildMilliseconds, unit: 'ms' });
+    }
+    ids.dispose();
     hooked.model.dispose();
   }
 }
+if (!models.some((m) => m.name === 'gpt2-small-shaped')) row('GPT-2-small shape', { value: NaN, unit: 'not measured: bench/models/gpt2-small-shaped.pt is missing and python3-torch cannot make it' });
 
-const machine = `${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, Node ${process.version}, libtorch ${runtimeInfo().libtorchVersion}`;
+setNumThreads(cores);
+
+const machine = `${os.cpus()[0]?.model?.trim() ?? 'cpu'} x${cores}, ${Math.round(os.totalmem() / 2 ** 30)} GB, ${os.platform()} ${os.release()}, Node ${process.version}, libtorch ${runtimeInfo().libtorchVersion}${python ? `, Python side: ${python}` : ', no Python side'}`;
+const format = (v, unit) => (v === undefined || v === null ? '' : Number.isNaN(v) ? unit : `${v < 10 ? v.toFixed(3) : v.toFixed(1)}${unit === 'x' ? 'x' : ' ' + unit}`);
 console.log(`machine: ${machine}\n`);
-console.log('| figure | median | vs 1 KB |');
-console.log('|---|---|---|');
-for (const row of rows) console.log(`| ${row.figure} | ${row.value.toFixed(3)}${row.unit === 'x' ? 'x' : ' ' + row.unit} | ${row.ratio ? row.ratio.toFixed(2) + 'x' : ''} |`);
-fs.writeFileSync(path.join(root, 'bench', 'results.json'), JSON.stringify({ machine, date: new Date().toISOString(), rows }, null, 2) + '\n');
+console.log('| figure | Node | Python | ratio |');
+console.log('|---|---|---|---|');
+for (const r of rows) {
+  const node = r.node ?? r.value;
+  console.log(`| ${r.figure} | ${format(node, r.unit)} | ${format(r.python, r.unit)} | ${r.ratio === undefined || r.ratio === null ? '' : r.ratio.toFixed(2) + 'x'} |`);
+}
+console.log('\nratio: Python / Node for side-by-side figures (above 1: Node is faster); else against the first line of its group.');
+fs.writeFileSync(path.join(root, 'bench', 'results.json'), JSON.stringify({ machine, date: new Date().toISOString(), threads: getNumThreads(), rows }, null, 2) + '\n');

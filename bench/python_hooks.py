@@ -1,11 +1,19 @@
-"""The Python side of `npm run bench`: the same work as the Node side, with PyTorch forward hooks on the
-original nn.Module (the way easyroutine does it), on the same machine and libtorch.
+"""The Python side of `npm run bench`: the same work as the Node side, on the same machine, libtorch
+and weights, in the way a Python researcher does it (easyroutine registers forward hooks on the
+original nn.Module).
 
-    python3 bench/python_hooks.py MODEL RUNS ITERATIONS THREADS
+    python3 bench/python_hooks.py MODEL FILE RUNS ITERATIONS THREADS POSITIONS IDS
 
-MODEL is tiny-gpt (models/tiny-gpt.pt's module) or gpt2-small-shaped (bench/models/'s). Prints JSON
-with median milliseconds per forward: bare, extraction of every resid_out and every pattern (clone
-and slice at the target positions: here all positions), and a hook that does nothing (per-call cost).
+MODEL is `bundled` (scripts/train_induction.py's module) or `gpt2-small-shaped` (make_fixtures.GPT);
+the module's weights are loaded from FILE, the TorchScript file the Node side runs. POSITIONS is a JSON
+list of the target positions, IDS one row of token ids. Prints JSON with median milliseconds per forward (medians of RUNS runs
+of ITERATIONS forwards each, after two warm-up runs):
+  bare_script_ms   torch.jit.load(FILE), the very file Node runs
+  bare_module_ms   the nn.Module
+  extraction_ms    the nn.Module with forward hooks keeping every residual (block inputs, the MLP
+                   norms' inputs when there are MLPs, block outputs) and every head's pattern,
+                   cloned and sliced at the target positions
+  empty_hooks_ms   the nn.Module with a hook that does nothing on every module (per-call cost)
 """
 import json
 import os
@@ -19,6 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
 import make_fixtures as fx  # noqa: E402
+import train_induction as ti  # noqa: E402
 
 
 class HookPoint(nn.Module):
@@ -48,15 +57,10 @@ def with_pattern_hook_points(model):
     return model
 
 
-def build(name):
-    torch.manual_seed(0)
-    if name == "tiny-gpt":
-        model = fx.GPT(vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16).eval()
-        ids = torch.tensor([[3, 14, 15, 9, 26, 53, 5, 8]])
-    else:
-        model = fx.GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024).eval()
-        ids = torch.tensor([[(i * 7919) % 50257 for i in range(64)]])
-    return with_pattern_hook_points(model), ids
+def build(name, file):
+    module = ti.InductionModel(**ti.CONFIG) if name == "bundled" else fx.GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024)
+    module.load_state_dict(torch.jit.load(file).state_dict())
+    return with_pattern_hook_points(module.eval())
 
 
 def median_ms(fn, runs, iterations):
@@ -71,15 +75,19 @@ def median_ms(fn, runs, iterations):
 
 
 def main():
-    name, runs, iterations, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    name, file = sys.argv[1], sys.argv[2]
+    runs, iterations, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    positions = json.loads(sys.argv[6])
     torch.set_num_threads(threads)
-    model, ids = build(name)
-    positions = list(range(ids.shape[1]))
+    model = build(name, file)
+    script = torch.jit.load(file).eval()
+    ids = torch.tensor([json.loads(sys.argv[7])])
     cache = {}
 
-    def save(key):
+    def save(key, take_input=False):
         def hook(module, args, output):
-            cache[key] = output.detach().clone()[..., positions, :]
+            value = args[0] if take_input else output
+            cache[key] = value.detach().clone()[:, positions]
         return hook
 
     def save_pattern(key):
@@ -91,21 +99,26 @@ def main():
 
     results = {"torch": torch.__version__, "threads": threads}
     with torch.no_grad():
-        results["bare_ms"] = median_ms(lambda: model(ids), runs, iterations)
-        handles = [block.register_forward_hook(save(f"resid_out_{i}")) for i, block in enumerate(model.transformer.h)]
-        handles += [block.attn.pattern_hook.register_forward_hook(save_pattern(f"pattern_L{i}")) for i, block in enumerate(model.transformer.h)]
+        results["bare_script_ms"] = median_ms(lambda: script(ids), runs, iterations)
+        results["bare_module_ms"] = median_ms(lambda: model(ids), runs, iterations)
+        handles = []
+        for i, block in enumerate(model.transformer.h):
+            handles.append(block.register_forward_hook(save(f"resid_in_{i}", take_input=True)))
+            handles.append(block.register_forward_hook(save(f"resid_out_{i}")))
+            if hasattr(block, "ln_2"):
+                handles.append(block.ln_2.register_forward_hook(save(f"resid_mid_{i}", take_input=True)))
+            handles.append(block.attn.pattern_hook.register_forward_hook(save_pattern(f"pattern_L{i}")))
         results["extraction_ms"] = median_ms(lambda: model(ids), runs, iterations)
         results["extracted_keys"] = len(cache)
         for h in handles:
             h.remove()
-        # per-call cost of a hook that does nothing, on every module
-        modules = [m for m in model.modules()]
+        modules = [m for m in model.modules() if not isinstance(m, nn.ModuleList)]  # a ModuleList is never called
         handles = [m.register_forward_hook(lambda module, args, output: None) for m in modules]
         results["empty_hooks_ms"] = median_ms(lambda: model(ids), runs, iterations)
         results["empty_hooks"] = len(modules)
         for h in handles:
             h.remove()
-        results["bare_again_ms"] = median_ms(lambda: model(ids), runs, iterations)
+        results["bare_module_again_ms"] = median_ms(lambda: model(ids), runs, iterations)
     print(json.dumps(results))
 
 

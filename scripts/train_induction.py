@@ -8,7 +8,7 @@ loss taken where the next token is a repeat; a repeat can be predicted by a prev
 layer 0 and an induction head in layer 1 that reads it (Olsson et al., 2022), and (since the
 distances vary) by nothing positional. The demo then studies BOS, HALF random tokens, the same HALF
 tokens again. Seeded and single-threaded, so a rerun on the same
-torch gives the same weights; it takes about 40 seconds on 2 cores. The TorchScript file is traced;
+torch gives the same weights; it takes under 2 minutes on 2 cores. The TorchScript file is traced;
 models/induction-2l.json records the configuration and the losses.
 """
 import json
