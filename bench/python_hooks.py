@@ -58,7 +58,7 @@ def with_pattern_hook_points(model):
 
 
 def build(name, file):
-    module = ti.InductionModel(**ti.CONFIG) if name == "bundled" else fx.GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024)
+    module = ti.induction_model() if name == "bundled" else fx.GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024)
     module.load_state_dict(torch.jit.load(file).state_dict())
     return with_pattern_hook_points(module.eval())
 

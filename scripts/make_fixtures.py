@@ -70,11 +70,11 @@ class GPTBlock(nn.Module):
 
 
 class GPTTransformer(nn.Module):
-    def __init__(self, vocab: int, d_model: int, n_heads: int, n_layers: int, ctx: int):
+    def __init__(self, vocab: int, d_model: int, n_heads: int, n_layers: int, ctx: int, block=GPTBlock):
         super().__init__()
         self.wte = nn.Embedding(vocab, d_model)
         self.wpe = nn.Embedding(ctx, d_model)
-        self.h = nn.ModuleList([GPTBlock(d_model, n_heads, ctx) for _ in range(n_layers)])
+        self.h = nn.ModuleList([block(d_model, n_heads, ctx) for _ in range(n_layers)])
         self.ln_f = nn.LayerNorm(d_model)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -86,9 +86,11 @@ class GPTTransformer(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16):
+    """`block` builds each layer (GPTBlock; scripts/train_induction.py passes an attention-only one)."""
+
+    def __init__(self, vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16, block=GPTBlock):
         super().__init__()
-        self.transformer = GPTTransformer(vocab, d_model, n_heads, n_layers, ctx)
+        self.transformer = GPTTransformer(vocab, d_model, n_heads, n_layers, ctx, block)
         self.lm_head = nn.Linear(d_model, vocab, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:

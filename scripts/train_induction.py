@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_fixtures import GPTAttention  # noqa: E402  (the GPT-2 attention of the test fixtures)
+from make_fixtures import GPT, GPTAttention  # noqa: E402  (the GPT-2 model of the test fixtures)
 
 CONFIG = dict(vocab=64, d_model=64, n_heads=4, n_layers=2, half=16, bos=0)
 CONFIG["ctx"] = 2 * CONFIG["half"] + 1
@@ -40,32 +40,9 @@ class AttnOnlyBlock(nn.Module):
         return x + self.attn(self.ln_1(x))
 
 
-class AttnOnlyTransformer(nn.Module):
-    def __init__(self, vocab: int, d_model: int, n_heads: int, n_layers: int, ctx: int):
-        super().__init__()
-        self.wte = nn.Embedding(vocab, d_model)
-        self.wpe = nn.Embedding(ctx, d_model)
-        self.h = nn.ModuleList([AttnOnlyBlock(d_model, n_heads, ctx) for _ in range(n_layers)])
-        self.ln_f = nn.LayerNorm(d_model)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        for block in self.h:
-            x = block(x)
-        return self.ln_f(x)
-
-
-class InductionModel(nn.Module):
-    """GPT-2 layout (transformer.h.{i}.attn, lm_head) without MLPs."""
-
-    def __init__(self, vocab=64, d_model=64, n_heads=4, n_layers=2, ctx=33, **_):
-        super().__init__()
-        self.transformer = AttnOnlyTransformer(vocab, d_model, n_heads, n_layers, ctx)
-        self.lm_head = nn.Linear(d_model, vocab, bias=False)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.transformer(idx))
+def induction_model() -> nn.Module:
+    """The GPT-2 layout of the test fixtures (transformer.h.{i}.attn, lm_head) without MLPs."""
+    return GPT(**{k: CONFIG[k] for k in ("vocab", "d_model", "n_heads", "n_layers", "ctx")}, block=AttnOnlyBlock)
 
 
 def repeated_batch(generator: torch.Generator, batch: int):
@@ -104,9 +81,9 @@ def repeated_half_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(predictions.reshape(-1, predictions.size(-1)), targets.reshape(-1))
 
 
-def load(path: str) -> InductionModel:
+def load(path: str) -> nn.Module:
     """The nn.Module with the weights of a saved TorchScript file (for references and benchmarks)."""
-    model = InductionModel(**CONFIG)
+    model = induction_model()
     model.load_state_dict(torch.jit.load(path).state_dict())
     return model.eval()
 
@@ -116,7 +93,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(TRAINING["seed"])
     generator = torch.Generator().manual_seed(TRAINING["seed"])
-    model = InductionModel(**CONFIG)
+    model = induction_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=TRAINING["lr"], weight_decay=TRAINING["weight_decay"])
     started = time.time()
     history = []
