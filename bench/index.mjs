@@ -63,7 +63,8 @@ try {
 function pythonSide(name, file, { runs, iterations, threads, positions, ids }) {
   if (!python) return undefined;
   const args = [path.join(root, 'bench', 'python_hooks.py'), name, file, String(runs), String(iterations), String(threads), JSON.stringify(positions), JSON.stringify(ids)];
-  return JSON.parse(execFileSync(python, args, { encoding: 'utf8' }));
+  // OpenBLAS sizes its own pool at start-up: the same count as torch's threads (setNumThreads does both)
+  return JSON.parse(execFileSync(python, args, { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads) } }));
 }
 
 const bundledFile = path.join(root, 'models', 'induction-2l.pt');

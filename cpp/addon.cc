@@ -68,6 +68,8 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cudaAvailable", Napi::Boolean::New(env, torch::cuda::is_available()));
   out.Set("cudaDeviceCount", Napi::Number::New(env, static_cast<double>(torch::cuda::device_count())));
   out.Set("cpuFusion", Napi::Boolean::New(env, CpuFusionEnabled()));
+  int blasThreads = OpenBlasThreads();
+  out.Set("openBlasThreads", blasThreads > 0 ? Napi::Value(Napi::Number::New(env, blasThreads)) : env.Null());
 #ifdef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
   out.Set("externalBuffers", Napi::Boolean::New(env, false));
 #else

@@ -7,6 +7,7 @@ namespace easyroutine {
 
 void SetIntraOpThreads(int count);  // applies on the calling thread and remembers it for the others
 int IntraOpThreads();
+int OpenBlasThreads();  // the size of OpenBLAS's own pool, which SetIntraOpThreads sets too; 0 without OpenBLAS
 void ApplyIntraOpThreads();  // on a forward's thread, before it runs
 
 }  // namespace easyroutine

@@ -108,6 +108,7 @@ export interface NativeRuntimeInfo {
   cudaDeviceCount: number;
   externalBuffers: boolean;
   cpuFusion: boolean;
+  openBlasThreads: number | null;
 }
 
 export interface NativeBinding {

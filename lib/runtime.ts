@@ -18,6 +18,11 @@ export interface RuntimeInfo {
   externalBuffers: boolean;
   /** Whether TorchScript fuses CPU operations (see {@link setCpuFusion}; off by default). */
   cpuFusion: boolean;
+  /**
+   * The thread count of OpenBLAS's own pool when libtorch's BLAS is OpenBLAS (Debian's libtorch),
+   * else null. {@link setNumThreads} sets it too.
+   */
+  openBlasThreads: number | null;
 }
 
 /** Facts about the loaded addon and libtorch. */
@@ -25,7 +30,11 @@ export function runtimeInfo(): RuntimeInfo {
   return native.runtimeInfo();
 }
 
-/** Sets libtorch's intra-op thread count for every forward, on the JS thread and on inference threads. */
+/**
+ * Sets libtorch's intra-op thread count for every forward, on the JS thread and on inference
+ * threads, and OpenBLAS's own pool when libtorch uses OpenBLAS (its idle threads would otherwise
+ * spin beside a forward told to use fewer threads).
+ */
 export function setNumThreads(count: number): void {
   native.setNumThreads(count);
 }

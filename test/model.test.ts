@@ -201,6 +201,11 @@ describe('model behaviour', () => {
     const previous = getNumThreads();
     setNumThreads(2);
     expect(getNumThreads()).toBe(2);
+    // Debian's libtorch uses OpenBLAS, whose own pool follows
+    const debianLibtorch = !process.env.LIBTORCH && !runtimeInfo().cudaBuild;
+    if (debianLibtorch) expect(runtimeInfo().openBlasThreads).toBe(2);
+    setNumThreads(1);
+    if (debianLibtorch) expect(runtimeInfo().openBlasThreads).toBe(1);
     setNumThreads(previous);
     expectThrows(() => setNumThreads(0), InvalidArgumentError, /integer from 1 to 1024/);
   });
