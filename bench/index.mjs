@@ -127,7 +127,7 @@ if (!fs.existsSync(bigFile) && python) {
 }
 const half = Array.from({ length: bundledConfig.half }, (_, i) => 1 + ((i * 37 + 11) % (bundledConfig.vocab - 1)));
 const models = [
-  { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 9, iterations: 50, threads: [1, cores] },
+  { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 15, iterations: 100, threads: [1, cores] },
   { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 7, iterations: 3, threads: [cores] },
 ].filter((m) => fs.existsSync(m.file));
 
@@ -158,7 +158,7 @@ for (const m of models) {
       const [untouched, tapped, withClosures] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, taps).dispose(), () => hooked.model.forward(ids, closures).dispose()], { runs: 15, iterations: 200 });
       row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
       const [tapsAsync, closuresAsync] = await compareAsync([async () => (await hooked.model.forwardAsync(ids, taps)).dispose(), async () => (await hooked.model.forwardAsync(ids, closures)).dispose()], { runs: 15, iterations: 100 });
-      const pyHook = py && ((py.empty_hooks_ms - py.bare_module_ms) / py.empty_hooks) * 1000;
+      const pyHook = py?.hook_call_us;
       row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: (withClosures - tapped) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((withClosures - tapped) / points.length / 1000) });
       row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: (closuresAsync - tapsAsync) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((closuresAsync - tapsAsync) / points.length / 1000) });
       const builds = (names) => median(Array.from({ length: 7 }, () => hooked.model.hookedGraph(names).buildMilliseconds));

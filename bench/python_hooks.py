@@ -7,13 +7,14 @@ original nn.Module).
 MODEL is `bundled` (scripts/train_induction.py's module) or `gpt2-small-shaped` (make_fixtures.GPT);
 the module's weights are loaded from FILE, the TorchScript file the Node side runs. POSITIONS is a JSON
 list of the target positions, IDS one row of token ids. Prints JSON with median milliseconds per forward (medians of RUNS runs
-of ITERATIONS forwards each, after two warm-up runs):
+of ITERATIONS forwards each, in alternating runs after two warm-up runs):
   bare_script_ms   torch.jit.load(FILE), the very file Node runs
   bare_module_ms   the nn.Module
   extraction_ms    the nn.Module with forward hooks keeping every residual (block inputs, the MLP
                    norms' inputs when there are MLPs, block outputs) and every head's pattern,
                    cloned and sliced at the target positions
-  empty_hooks_ms   the nn.Module with a hook that does nothing on every module (per-call cost)
+  empty_hooks_ms   the nn.Module with a hook that does nothing on every module
+  hook_call_us     microseconds a forward hook that does nothing adds to a module call
 """
 import json
 import os
@@ -63,15 +64,22 @@ def build(name, file):
     return with_pattern_hook_points(module.eval())
 
 
-def median_ms(fn, runs, iterations):
-    samples = []
+def compare(cases, runs, iterations):
+    """Median milliseconds per call of each (call, attach) case, measured in alternating runs after two
+    warm-up runs (so drift hits all alike); attach() registers the case's hooks and returns their handles."""
+    samples = [[] for _ in cases]
     for run in range(-2, runs):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        if run >= 0:
-            samples.append((time.perf_counter() - start) * 1000 / iterations)
-    return statistics.median(samples)
+        for i, (call, attach) in enumerate(cases):
+            handles = attach()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                call()
+            elapsed = (time.perf_counter() - start) * 1000 / iterations
+            for h in handles:
+                h.remove()
+            if run >= 0:
+                samples[i].append(elapsed)
+    return [statistics.median(s) for s in samples]
 
 
 def main():
@@ -97,10 +105,7 @@ def main():
                 cache[f"{key}H{h}"] = pattern[:, h, positions][:, :, positions]
         return hook
 
-    results = {"torch": torch.__version__, "threads": threads}
-    with torch.no_grad():
-        results["bare_script_ms"] = median_ms(lambda: script(ids), runs, iterations)
-        results["bare_module_ms"] = median_ms(lambda: model(ids), runs, iterations)
+    def extraction_hooks():
         handles = []
         for i, block in enumerate(model.transformer.h):
             handles.append(block.register_forward_hook(save(f"resid_in_{i}", take_input=True)))
@@ -108,17 +113,25 @@ def main():
             if hasattr(block, "ln_2"):
                 handles.append(block.ln_2.register_forward_hook(save(f"resid_mid_{i}", take_input=True)))
             handles.append(block.attn.pattern_hook.register_forward_hook(save_pattern(f"pattern_L{i}")))
-        results["extraction_ms"] = median_ms(lambda: model(ids), runs, iterations)
-        results["extracted_keys"] = len(cache)
-        for h in handles:
-            h.remove()
-        modules = [m for m in model.modules() if not isinstance(m, nn.ModuleList)]  # a ModuleList is never called
-        handles = [m.register_forward_hook(lambda module, args, output: None) for m in modules]
-        results["empty_hooks_ms"] = median_ms(lambda: model(ids), runs, iterations)
-        results["empty_hooks"] = len(modules)
-        for h in handles:
-            h.remove()
-        results["bare_module_again_ms"] = median_ms(lambda: model(ids), runs, iterations)
+        return handles
+
+    modules = [m for m in model.modules() if not isinstance(m, nn.ModuleList)]  # a ModuleList is never called
+
+    def empty_hooks():
+        return [m.register_forward_hook(lambda module, args, output: None) for m in modules]
+
+    results = {"torch": torch.__version__, "threads": threads, "empty_hooks": len(modules)}
+    with torch.no_grad():
+        none = lambda: []  # noqa: E731
+        bare_script, bare_module, extraction, empty = compare(
+            [(lambda: script(ids), none), (lambda: model(ids), none), (lambda: model(ids), extraction_hooks), (lambda: model(ids), empty_hooks)], runs, iterations
+        )
+    results.update(bare_script_ms=bare_script, bare_module_ms=bare_module, extraction_ms=extraction, empty_hooks_ms=empty, extracted_keys=len(cache))
+    # The per-call cost of a forward hook, apart from any model: a module that does nothing, called
+    # with and without a hook that does nothing (a few µs against a forward's noise is lost).
+    identity, x = nn.Identity(), torch.zeros(1)
+    plain, hooked = compare([(lambda: identity(x), none), (lambda: identity(x), lambda: [identity.register_forward_hook(lambda m, a, o: None)])], runs, 2000)
+    results["hook_call_us"] = (hooked - plain) * 1000
     print(json.dumps(results))
 
 
