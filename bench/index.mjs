@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
-import { HookedModel, extractionConfig, loadModel, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
+import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cores = os.cpus().length;

@@ -94,8 +94,9 @@ std::shared_ptr<HookKernel> KernelHandle::From(Napi::Env env, Napi::Value value)
 Napi::Value KernelHandle::Results(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Torch, "NativeHook.results", [&] {
-    TensorPack* pack = info.Length() > 0 && !info[0].IsUndefined() ? TensorPack::From(env, info[0]) : nullptr;
-    if (info.Length() > 0 && !info[0].IsUndefined() && !pack) throw TypedError(ErrorKind::InvalidArgument, "NativeHook.results: the argument must be a TensorPack");
+    const bool packed = info.Length() > 0 && !info[0].IsUndefined();
+    TensorPack* pack = packed ? TensorPack::From(env, info[0]) : nullptr;
+    if (packed && !pack) throw TypedError(ErrorKind::InvalidArgument, "NativeHook.results: the argument must be a TensorPack");
     ResultWriter out(env, pack);
     return kernel_->Results(out);
   });
