@@ -174,6 +174,16 @@ class PackedResults {
   }
 }
 
+/** Whether `attnHeads` selects head `head` of layer `layer`. */
+function headWanted(config: Readonly<ExtractionConfig>, layer: number, head: number): boolean {
+  return config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
+}
+
+/** The heads of `layer` that `attnHeads` selects, in order. */
+function wantedHeads(config: Readonly<ExtractionConfig>, layer: number, nHeads: number): number[] {
+  return Array.from({ length: nHeads }, (_, h) => h).filter((h) => headWanted(config, layer, h));
+}
+
 /** Adds `value` under `key` unless the kernel gave nothing. */
 function addResult(cache: ActivationCache, key: string, value: CacheValue | undefined, info: string): void {
   if (value !== undefined) cache.addWithInfo(key, value, info);
@@ -446,7 +456,6 @@ export class HookedModel {
     const hooks: [string, Hook][] = [];
     const add = (entry: readonly [string, NativeHook]) => hooks.push([entry[0], entry[1]]);
     const arch = this.architecture;
-    const headWanted = (layer: number, head: number) => config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
 
     if (config.extractEmbed) add(tokens('embeddings', arch.embeddings, 'the embeddings'));
     arch.layers.forEach((layer, i) => {
@@ -484,7 +493,7 @@ export class HookedModel {
             if (!perHead) return;
             const group = kv ? arch.nHeads / perHead.length : 1;
             for (let head = 0; head < arch.nHeads; head++) {
-              if (!headWanted(i, head)) continue;
+              if (!headWanted(config, i, head)) continue;
               // under grouped-query attention, query head h reads key/value head h // (H / Hkv)
               cache.addWithInfo(`${name}_L${i}H${head}`, perHead[Math.floor(head / group)]!, `${point}: [batch, position, d_head]`);
             }
@@ -499,7 +508,7 @@ export class HookedModel {
         [config.extractHeadQueriesProjected, 'projected_query', p.queries],
       ] as const) {
         if (!flag) continue;
-        const heads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+        const heads = wantedHeads(config, i, arch.nHeads);
         if (heads.length === 0) continue;
         const { weight, bias } = this.#outputProjection(i);
         const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
@@ -512,7 +521,7 @@ export class HookedModel {
         });
         hooks.push([point, hook]);
       }
-      const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+      const patternHeads = wantedHeads(config, i, arch.nHeads);
       if (config.extractAttnPattern && patternHeads.length > 0) {
         const heads = patternHeads;
         const hook = nativeHook('pattern', {
@@ -560,11 +569,10 @@ export class HookedModel {
   #runningAverages(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets }: Target, running: Map<string, NativeHook>): [string, Hook][] {
     if (!config.extractAvgAttnPattern) return [];
     const arch = this.architecture;
-    const headWanted = (layer: number, head: number) => config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
     const hooks: [string, Hook][] = [];
     arch.layers.forEach((layer, i) => {
       const p = layer.points;
-      const patternHeads = Array.from({ length: arch.nHeads }, (_, h) => h).filter((h) => headWanted(i, h));
+      const patternHeads = wantedHeads(config, i, arch.nHeads);
       if (patternHeads.length > 0) {
         let hook = running.get(`avg_pattern_L${i}`);
         if (!hook) {
