@@ -7,6 +7,7 @@
 
 #include "abort_token.h"
 #include "addon_state.h"
+#include "cpu_allocator.h"
 #include "cpu_fusion.h"
 #include "errors.h"
 #include "hook_kernel.h"
@@ -70,6 +71,8 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cpuFusion", Napi::Boolean::New(env, CpuFusionEnabled()));
   int blasThreads = OpenBlasThreads();
   out.Set("openBlasThreads", blasThreads > 0 ? Napi::Value(Napi::Number::New(env, blasThreads)) : env.Null());
+  const std::string policy = OmpWaitPolicyAtLoad();
+  out.Set("ompWaitPolicy", policy.empty() ? env.Null() : Napi::Value(Napi::String::New(env, policy)));
 #ifdef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
   out.Set("externalBuffers", Napi::Boolean::New(env, false));
 #else
@@ -99,7 +102,9 @@ void DestroyState(Napi::Env, AddonState* state) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InstallCpuAllocator();
   ApplyCpuFusionDefault();
+  OmpWaitPolicyAtLoad();
   auto* state = new AddonState(env);
   env.SetInstanceData<AddonState, DestroyState>(state);
 

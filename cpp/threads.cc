@@ -4,6 +4,8 @@
 #include <dlfcn.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <string>
 
 namespace easyroutine {
 
@@ -38,6 +40,14 @@ int IntraOpThreads() { return at::get_num_threads(); }
 void ApplyIntraOpThreads() {
   int count = requested.load();
   if (count > 0 && at::get_num_threads() != count) at::set_num_threads(count);
+}
+
+const char* OmpWaitPolicyAtLoad() {
+  static const std::string policy = [] {
+    const char* value = std::getenv("OMP_WAIT_POLICY");
+    return std::string(value ? value : "");
+  }();
+  return policy.c_str();
 }
 
 }  // namespace easyroutine

@@ -9,5 +9,8 @@ void SetIntraOpThreads(int count);  // applies on the calling thread and remembe
 int IntraOpThreads();
 int OpenBlasThreads();  // the size of OpenBLAS's own pool, which SetIntraOpThreads sets too; 0 without OpenBLAS
 void ApplyIntraOpThreads();  // on a forward's thread, before it runs
+// OMP_WAIT_POLICY as libgomp read it when libtorch loaded (lib/binding.ts sets PASSIVE unless the
+// user set one); empty when unset. The first call records it: the addon's Init makes that call.
+const char* OmpWaitPolicyAtLoad();
 
 }  // namespace easyroutine

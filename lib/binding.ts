@@ -109,6 +109,7 @@ export interface NativeRuntimeInfo {
   externalBuffers: boolean;
   cpuFusion: boolean;
   openBlasThreads: number | null;
+  ompWaitPolicy: string | null;
 }
 
 export interface NativeBinding {
@@ -137,9 +138,19 @@ function load(): NativeBinding {
   const requireNative = createRequire(__filename);
   // EASYROUTINE_ADDON selects a specific build (e.g. the copy-only variant tested in CI).
   const explicit = process.env.EASYROUTINE_ADDON;
-  const binding: NativeBinding = explicit
-    ? requireNative(path.resolve(explicit))
-    : requireNative('node-gyp-build')(path.join(__dirname, '..'));
+  // libgomp reads OMP_WAIT_POLICY once, when libtorch loads it (here). By default its idle intra-op
+  // threads spin after each parallel region, taking the cores from threads that still have work
+  // (OpenBLAS's, V8's GC helpers, libuv's): on 2 cores, forwards of the bundled model at 2 threads
+  // stalled for milliseconds in some runs. Passive threads sleep at once. A policy the user set wins,
+  // and the environment is restored, so child processes see the user's own.
+  const policy = process.env.OMP_WAIT_POLICY;
+  if (policy === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+  let binding: NativeBinding;
+  try {
+    binding = explicit ? requireNative(path.resolve(explicit)) : requireNative('node-gyp-build')(path.join(__dirname, '..'));
+  } finally {
+    if (policy === undefined) delete process.env.OMP_WAIT_POLICY;
+  }
   binding.setErrorClasses(errorClasses);
   // Inference threads must stop while libtorch is still whole: the 'exit' event comes before any C++
   // exit handler. Only the main thread's exit ends the process (a worker's ends its environment,

@@ -23,6 +23,12 @@ export interface RuntimeInfo {
    * else null. {@link setNumThreads} sets it too.
    */
   openBlasThreads: number | null;
+  /**
+   * OMP_WAIT_POLICY as libtorch's OpenMP runtime read it when the addon loaded, or null. Unless you
+   * set one, loading sets `PASSIVE` for that moment (idle intra-op threads sleep instead of spinning
+   * on cores that V8's and OpenBLAS's threads need) and then restores the environment.
+   */
+  ompWaitPolicy: string | null;
 }
 
 /** Facts about the loaded addon and libtorch. */
