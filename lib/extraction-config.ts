@@ -152,7 +152,7 @@ export function extractionConfig(fields: Partial<ExtractionConfig> | Record<stri
     } else {
       if (value !== null && !Array.isArray(value)) throw new InvalidArgumentError('ExtractionConfig.attnPatternRowPositions must be null or an array of token positions');
       if (Array.isArray(value)) for (const spec of value) validateTokenPosition(spec as TokenPosition);
-      config.attnPatternRowPositions = value as TokenPosition[] | null;
+      config.attnPatternRowPositions = Array.isArray(value) ? Object.freeze([...value]) as TokenPosition[] : null;
     }
   }
   const result = Object.freeze(config);

@@ -100,6 +100,18 @@ interface Target {
   rows: number[][][] | undefined;
 }
 
+/** Everything a forward's options resolve to before it runs: equal for equal options and shapes. */
+interface Resolution {
+  perRow: number[][][];
+  groupSizes: number[];
+  target: Target;
+  /** The key of the extraction plan for this config and these positions. */
+  extractionKey: string;
+}
+
+/** How many resolutions (config x positions x input shape) a model remembers. */
+const RESOLUTION_CACHE_SIZE = 64;
+
 /** What one forward runs and how it turns the kernels' results into a cache. */
 interface Plan {
   ids: Tensor;
@@ -123,24 +135,39 @@ interface Extraction {
 const EXTRACTION_CACHE_SIZE = 16;
 
 const configIds = new WeakMap<object, string>();
-let nextConfigId = 0;
+const idsByContent = new Map<string, string>();
 
-/** A short string equal for equal configs: an id per frozen config object, else its JSON. */
+/** A short string equal for equal configs (configs are frozen: the id is worked out once per object). */
 function configKey(config: Readonly<ExtractionConfig>): string {
-  if (!Object.isFrozen(config)) return JSON.stringify(config);
   let id = configIds.get(config);
   if (id === undefined) {
-    id = `#${nextConfigId++}`;
-    configIds.set(config, id);
+    const content = JSON.stringify(config);
+    id = idsByContent.get(content) ?? `#${idsByContent.size}`;
+    idsByContent.set(content, id);
+    if (Object.isFrozen(config)) configIds.set(config, id);
   }
   return id;
 }
 
-/** Row 0's token ids, read in place when the ids are a contiguous int64 CPU tensor. */
-function firstRowIds(ids: Tensor): number[] {
-  const seq = ids.shape[1]!;
-  if (ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous) return Array.from((ids.data as BigInt64Array).subarray(0, seq), Number);
-  return Array.from(ids.to('int64').index(0).copyData() as BigInt64Array, Number);
+/** Row 0's token ids at `positions`, read in place when the ids are a contiguous int64 CPU tensor. */
+function firstRowTokens(ids: Tensor, positions: readonly number[]): number[] {
+  const data = ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+  const out = new Array<number>(positions.length);
+  for (let i = 0; i < positions.length; i++) out[i] = Number(data[positions[i]!]!);
+  return out;
+}
+
+/** The groups of one row, one after the other (Array.prototype.flat is slow on hot paths). */
+function concatenated(groups: readonly number[][]): number[] {
+  const out: number[] = [];
+  for (const group of groups) for (const p of group) out.push(p);
+  return out;
+}
+
+/** Remembers `value` under `key` in an LRU map of at most `size` entries. */
+function remember<V>(map: Map<string, V>, key: string, value: V, size: number): void {
+  map.set(key, value);
+  if (map.size > size) map.delete(map.keys().next().value!);
 }
 
 /**
@@ -322,22 +349,8 @@ export class HookedModel {
     const config = extractionConfig(options.extractionConfig ?? {});
     const specs = options.targetTokenPositions ?? ['all'];
     const spans = this.#spans(options.attentionMask, batch, seq);
-    const resolveRows = (list: TokenPosition[]) => spans.map((span, row) => resolveTokenPositions(list, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
-    const perRow = resolveRows(specs);
-    const groupSizes = perRow[0]!.map((g) => g.length);
-    perRow.forEach((groups, row) => {
-      if (groups.some((g, i) => g.length !== groupSizes[i])) {
-        throw new InvalidArgumentError(`HookedForward: the target positions resolve to ${groups.map((g) => g.length)} positions in row ${row} but ${groupSizes} in row 0; rows must give equal counts`);
-      }
-    });
-    const rowSpecs = config.attnPatternRowPositions;
-    const target: Target = {
-      positions: perRow.map((groups) => groups.flat()),
-      groupSizes,
-      offsets: spans.map((s) => s.offset),
-      rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
-    };
-    const extraction = this.#extraction(config, target);
+    const { perRow, groupSizes, target, extractionKey } = this.#resolve(config, specs, spans, options);
+    const extraction = this.#extraction(extractionKey, config, target);
     const hooks = [...extraction.hooks];
     if (running) hooks.push(...this.#runningAverages(config, target, running));
 
@@ -374,6 +387,40 @@ export class HookedModel {
     return { ids, hooks: hookMap, grad: config.keepGradient, finish, release };
   }
 
+  #resolutions = new Map<string, Resolution>();
+
+  /**
+   * Resolves the target positions (and the pattern's row groups) per batch row. Without an attention
+   * mask the result depends only on the options and the input's shape, so an extraction loop
+   * resolves once (random specs too: they are seeded, per row).
+   */
+  #resolve(config: Readonly<ExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], options: HookedForwardOptions): Resolution {
+    const memoKey =
+      options.attentionMask === undefined ? `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${spans[0]?.length} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}` : undefined;
+    const known = memoKey === undefined ? undefined : this.#resolutions.get(memoKey);
+    if (known) return known;
+    const resolveRows = (list: TokenPosition[]) => spans.map((span, row) => resolveTokenPositions(list, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
+    const perRow = resolveRows(specs);
+    const groupSizes = perRow[0]!.map((g) => g.length);
+    perRow.forEach((groups, row) => {
+      if (groups.some((g, i) => g.length !== groupSizes[i])) {
+        throw new InvalidArgumentError(`HookedForward: the target positions resolve to ${groups.map((g) => g.length)} positions in row ${row} but ${groupSizes} in row 0; rows must give equal counts`);
+      }
+    });
+    const rowSpecs = config.attnPatternRowPositions;
+    const target: Target = {
+      positions: perRow.map(concatenated),
+      groupSizes,
+      offsets: spans.map((s) => s.offset),
+      rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
+    };
+    const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
+    const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows}`;
+    const resolution = { perRow, groupSizes, target, extractionKey };
+    if (memoKey !== undefined) remember(this.#resolutions, memoKey, resolution, RESOLUTION_CACHE_SIZE);
+    return resolution;
+  }
+
   /** Builds the cache of one forward from what the extraction's kernels collected. */
   #collect(
     output: Tensor,
@@ -400,15 +447,16 @@ export class HookedModel {
     const mappingIndex: Record<string, number[]> = {};
     specs.forEach((spec, i) => {
       const count = config.avg ? 1 : groupSizes[i]!;
-      mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = Array.from({ length: count }, (_, j) => start + j);
+      const indices = new Array<number>(count);
+      for (let j = 0; j < count; j++) indices[j] = start + j;
+      mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = indices;
       start += count;
     });
     cache.set('mapping_index', mappingIndex);
     // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
-    const rowIds = firstRowIds(ids);
     const tokenDict: Record<string, (string | number)[]> = {};
     specs.forEach((spec, i) => {
-      const at = perRow[0]![i]!.map((p) => rowIds[p]!);
+      const at = firstRowTokens(ids, perRow[0]![i]!);
       tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = this.tokenizer ? at.map((id) => this.tokenizer!.decode([id])) : at;
     });
     cache.set('token_dict', tokenDict);
@@ -422,9 +470,7 @@ export class HookedModel {
    * them costs more than a small model's forward); a plan still in use by a concurrent forward is not
    * shared.
    */
-  #extraction(config: Readonly<ExtractionConfig>, target: Target): Extraction {
-    const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
-    const key = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows}`;
+  #extraction(key: string, config: Readonly<ExtractionConfig>, target: Target): Extraction {
     const cached = this.#extractions.get(key);
     if (cached && !cached.busy) {
       // most recently used last
@@ -435,10 +481,7 @@ export class HookedModel {
     }
     const built = this.#buildExtraction(config, target);
     built.busy = true;
-    if (!cached) {
-      this.#extractions.set(key, built);
-      if (this.#extractions.size > EXTRACTION_CACHE_SIZE) this.#extractions.delete(this.#extractions.keys().next().value!);
-    }
+    if (!cached) remember(this.#extractions, key, built, EXTRACTION_CACHE_SIZE);
     return built;
   }
 

@@ -145,13 +145,14 @@ export function resolveTokenPositions(specs: readonly TokenPosition[], span: Seq
       positions = Array.from({ length: end - start }, (_, i) => start + i);
     } else {
       const text = spec as string;
-      const random = generator(hash(`${text}/${options.row ?? 0}`, options.seed ?? 0));
+      const random = () => generator(hash(`${text}/${options.row ?? 0}`, options.seed ?? 0));
       let match: RegExpExecArray | null;
       if (text === 'last') {
         if (length < 1) throw outside(spec, '');
         positions = [length - 1];
       } else if (text === 'all') {
-        positions = Array.from({ length }, (_, i) => i);
+        positions = new Array<number>(length);
+        for (let i = 0; i < length; i++) positions[i] = i;
       } else if ((match = PATTERNS.lastN.exec(text))) {
         const index = length - Number(match[1]);
         if (index < 0) throw outside(spec, '');
@@ -161,13 +162,13 @@ export function resolveTokenPositions(specs: readonly TokenPosition[], span: Seq
         positions = Array.from({ length: end - start }, (_, i) => start + i);
       } else if ((match = PATTERNS.randomPartition.exec(text))) {
         const [start, end] = segment(Number(match[1]), length, options.pivotPositions, text);
-        positions = draw(start, end, Number(match[2] ?? 1), random, text);
+        positions = draw(start, end, Number(match[2] ?? 1), random(), text);
       } else {
         match = PATTERNS.randomText.exec(text)!;
-        positions = draw(0, length, Number(match[1] ?? 1), random, text);
+        positions = draw(0, length, Number(match[1] ?? 1), random(), text);
       }
     }
-    return positions.map((p) => p + offset);
+    return offset === 0 ? positions : positions.map((p) => p + offset);
   });
 }
 

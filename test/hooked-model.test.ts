@@ -350,6 +350,23 @@ describe('extraction kernels reused across forwards', () => {
     }
   });
 
+  it('resolves positions again when the input length, the specs or the pivots change', () => {
+    const ids = rows[0]!;
+    const specs: (number | string)[] = ['last'];
+    const pivotPositions = [3];
+    const options = { targetTokenPositions: specs, pivotPositions, extractionConfig: { saveLogits: false } };
+    expect(model.forward([ids.slice(0, 5)], options).get('token_dict')).toEqual({ last: [ids[4]] });
+    expect(model.forward([ids], options).get('token_dict')).toEqual({ last: [ids[ids.length - 1]] });
+    specs[0] = 'inputs-partition-0'; // the same array, edited in place
+    expect(model.forward([ids], options).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(0, 3) });
+    pivotPositions[0] = 2;
+    expect(model.forward([ids], options).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(0, 2) });
+    const mask = [[0, 0, 1, 1, 1, 1, 1, 1]];
+    expect(model.forward([ids], { ...options, attentionMask: mask }).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(2, 4) });
+    mask[0] = [0, 1, 1, 1, 1, 1, 1, 1];
+    expect(model.forward([ids], { ...options, attentionMask: mask }).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(1, 3) });
+  });
+
   it('concurrent forwards with one config each get their own kernels', async () => {
     const caches = await Promise.all([0, 1, 0, 1].map((b) => model.forwardAsync([rows[b]!], options)));
     caches.forEach((cache, i) => expectRow(cache, i % 2));
