@@ -8,7 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -52,6 +55,11 @@ async function compareAsync(fns, { runs = 9, iterations = 50 } = {}) {
   return samples.map(median);
 }
 
+/** The median over runs of a / b, each pair measured in the same run. */
+function ratioOf(a, b) {
+  return median(a.map((x, i) => x / b[i]));
+}
+
 let python;
 try {
   python = execFileSync('node', [path.join(root, 'scripts', 'libtorch.js'), '--python'], { encoding: 'utf8' }).trim();
@@ -60,11 +68,63 @@ try {
   python = undefined;
   console.error('python3-torch was not found: measuring the Node side alone');
 }
-function pythonSide(name, file, { runs, iterations, threads, positions, ids }) {
+
+/** Starts bench/python_hooks.py for one model; `run(case, iterations)` resolves to its ms per call. */
+async function startPython(name, file, { threads, positions, ids }) {
   if (!python) return undefined;
-  const args = [path.join(root, 'bench', 'python_hooks.py'), name, file, String(runs), String(iterations), String(threads), JSON.stringify(positions), JSON.stringify(ids)];
-  // OpenBLAS sizes its own pool at start-up: the same count as torch's threads (setNumThreads does both)
-  return JSON.parse(execFileSync(python, args, { encoding: 'utf8', env: { ...process.env, OPENBLAS_NUM_THREADS: String(threads) } }));
+  const args = [path.join(root, 'bench', 'python_hooks.py'), name, file, String(threads), JSON.stringify(positions), JSON.stringify(ids)];
+  // The same runtime settings as here: OpenBLAS sizes its own pool at start-up (setNumThreads sizes it
+  // here), and OpenMP's idle threads wait the way they do here (PASSIVE unless set).
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
+  const policy = runtimeInfo().ompWaitPolicy;
+  if (policy) env.OMP_WAIT_POLICY = policy;
+  const child = spawn(python, args, { stdio: ['pipe', 'pipe', 'inherit'], env });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const answer = async () => {
+    const { value, done } = await lines.next();
+    if (done) throw new Error(`bench/python_hooks.py ${name} exited early`);
+    return JSON.parse(value);
+  };
+  const info = await answer();
+  return {
+    info,
+    async run(kase, iterations) {
+      child.stdin.write(`${kase} ${iterations}\n`);
+      return (await answer()).ms;
+    },
+    async close() {
+      child.stdin.end();
+      await once(child, 'exit');
+    },
+  };
+}
+
+/**
+ * Milliseconds per call of each case in every run: `{ node: fn }` runs here, `{ python: name }` in
+ * the Python process, which waits while this one runs and the other way round. Runs alternate all
+ * cases after two warm-up runs, so the machine's drift hits every case alike. With several threads,
+ * a pause when the side changes lets the other side's idle BLAS and OpenMP threads stop spinning.
+ */
+async function alternate(cases, { runs, iterations, side, threads }) {
+  const samples = cases.map(() => []);
+  let last;
+  for (let run = -2; run < runs; run++) {
+    for (const [i, c] of cases.entries()) {
+      const here = c.python ? 'python' : 'node';
+      if (threads > 1 && last !== undefined && here !== last) await sleep(200);
+      last = here;
+      let ms;
+      if (c.python) {
+        ms = await side.run(c.python, iterations);
+      } else {
+        const start = process.hrtime.bigint();
+        for (let k = 0; k < iterations; k++) c.node();
+        ms = Number(process.hrtime.bigint() - start) / 1e6 / iterations;
+      }
+      if (run >= 0) samples[i].push(ms);
+    }
+  }
+  return samples;
 }
 
 const bundledFile = path.join(root, 'models', 'induction-2l.pt');
@@ -128,7 +188,7 @@ if (!fs.existsSync(bigFile) && python) {
 const half = Array.from({ length: bundledConfig.half }, (_, i) => 1 + ((i * 37 + 11) % (bundledConfig.vocab - 1)));
 const models = [
   { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 15, iterations: 100, threads: [1, cores] },
-  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 7, iterations: 3, threads: [cores] },
+  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 9, iterations: 3, threads: [cores] },
 ].filter((m) => fs.existsSync(m.file));
 
 for (const m of models) {
@@ -142,13 +202,26 @@ for (const m of models) {
     const config = extractionConfig({ extractResidIn: true, extractResidMid: hooked.architecture.layers[0].points.resid_mid !== undefined, extractResidOut: true, extractAttnPattern: true, saveLogits: false });
     const options = { targetTokenPositions: ['all'], extractionConfig: config };
     // each side frees what it extracted at once (Python by refcount, here by dispose)
-    const [bare, extraction] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.forward(ids, options).dispose()], m);
-    const py = pythonSide(m.name, m.file, { ...m, threads, positions });
+    const side = await startPython(m.name, m.file, { threads, positions, ids: m.ids });
+    const cases = [
+      { node: () => hooked.model.forward(ids).dispose() },
+      { node: () => hooked.forward(ids, options).dispose() },
+      ...(side ? [{ python: 'bare_script' }, { python: 'bare_module' }, { python: 'extraction' }] : []),
+    ];
+    const [bare, extraction, pyScript, pyModule, pyExtraction] = await alternate(cases, { ...m, side, threads });
     const suffix = `${m.label}, ${threads} thread${threads > 1 ? 's' : ''}`;
-    row(`bare forward of the same TorchScript file (${suffix})`, { node: bare / 1e6, python: py?.bare_script_ms, unit: 'ms', ratio: py && py.bare_script_ms / (bare / 1e6) });
-    row(`bare forward, Python on the nn.Module (${suffix})`, { node: bare / 1e6, python: py?.bare_module_ms, unit: 'ms', ratio: py && py.bare_module_ms / (bare / 1e6) });
-    row(`extraction of every residual and pattern: kernels / forward hooks (${suffix})`, { node: extraction / 1e6, python: py?.extraction_ms, unit: 'ms', ratio: py && py.extraction_ms / (extraction / 1e6) });
-    row(`extraction / bare forward, Node (${suffix})`, { value: extraction / bare, unit: 'x' });
+    const both = (node, py) => ({ node: median(node), python: py && median(py), unit: 'ms', ratio: py && ratioOf(py, node) });
+    row(`bare forward of the same TorchScript file (${suffix})`, both(bare, pyScript));
+    row(`bare forward, Python on the nn.Module (${suffix})`, both(bare, pyModule));
+    row(`extraction of every residual and pattern: kernels / forward hooks (${suffix})`, both(extraction, pyExtraction));
+    row(`extraction / bare forward, Node (${suffix})`, { value: ratioOf(extraction, bare), unit: 'x' });
+    if (side) row(`extraction / bare forward of the nn.Module, Python (${suffix})`, { value: ratioOf(pyExtraction, pyModule), unit: 'x' });
+    let pyHook;
+    if (side && m.name === 'bundled' && threads === m.threads[m.threads.length - 1]) {
+      const [plain, hookedCall] = await alternate([{ python: 'identity' }, { python: 'identity_hook' }], { runs: m.runs, iterations: 2000, side, threads: 1 });
+      pyHook = (median(hookedCall) - median(plain)) * 1000;
+    }
+    await side?.close();
     if (m.name === 'bundled' && threads === m.threads[m.threads.length - 1]) {
       // hook engine costs on the bundled model: taps, closures, graph builds
       const points = hooked.model.hookPoints().map((p) => p.name);
@@ -158,9 +231,8 @@ for (const m of models) {
       const [untouched, tapped, withClosures] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, taps).dispose(), () => hooked.model.forward(ids, closures).dispose()], { runs: 15, iterations: 200 });
       row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
       const [tapsAsync, closuresAsync] = await compareAsync([async () => (await hooked.model.forwardAsync(ids, taps)).dispose(), async () => (await hooked.model.forwardAsync(ids, closures)).dispose()], { runs: 15, iterations: 100 });
-      const pyHook = py?.hook_call_us;
-      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: (withClosures - tapped) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((withClosures - tapped) / points.length / 1000) });
-      row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: (closuresAsync - tapsAsync) / points.length / 1000, python: pyHook, unit: 'µs', ratio: py && pyHook / ((closuresAsync - tapsAsync) / points.length / 1000) });
+      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: (withClosures - tapped) / points.length / 1000, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / ((withClosures - tapped) / points.length / 1000) });
+      row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: (closuresAsync - tapsAsync) / points.length / 1000, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / ((closuresAsync - tapsAsync) / points.length / 1000) });
       const builds = (names) => median(Array.from({ length: 7 }, () => hooked.model.hookedGraph(names).buildMilliseconds));
       row(`hooked graph build, all ${points.length} points (${m.label})`, { value: builds(points), unit: 'ms' });
     }

@@ -2,23 +2,24 @@
 and weights, in the way a Python researcher does it (easyroutine registers forward hooks on the
 original nn.Module).
 
-    python3 bench/python_hooks.py MODEL FILE RUNS ITERATIONS THREADS POSITIONS IDS
+    python3 bench/python_hooks.py MODEL FILE THREADS POSITIONS IDS
 
 MODEL is `bundled` (scripts/train_induction.py's module) or `gpt2-small-shaped` (make_fixtures.GPT);
 the module's weights are loaded from FILE, the TorchScript file the Node side runs. POSITIONS is a JSON
-list of the target positions, IDS one row of token ids. Prints JSON with median milliseconds per forward (medians of RUNS runs
-of ITERATIONS forwards each, in alternating runs after two warm-up runs):
-  bare_script_ms   torch.jit.load(FILE), the very file Node runs
-  bare_module_ms   the nn.Module
-  extraction_ms    the nn.Module with forward hooks keeping every residual (block inputs, the MLP
-                   norms' inputs when there are MLPs, block outputs) and every head's pattern,
-                   cloned and sliced at the target positions
-  empty_hooks_ms   the nn.Module with a hook that does nothing on every module
-  hook_call_us     microseconds a forward hook that does nothing adds to a module call
+list of the target positions, IDS one row of token ids. It prints one JSON line when ready, then
+serves the Node side, which alternates its own runs with these so that drift hits both alike: each
+line `CASE ITERATIONS` read from stdin runs CASE that many times and answers with the milliseconds
+per call. Cases:
+  bare_script   torch.jit.load(FILE), the very file Node runs
+  bare_module   the nn.Module
+  extraction    the nn.Module with forward hooks keeping every residual (block inputs, the MLP
+                norms' inputs when there are MLPs, block outputs) and every head's pattern,
+                cloned and sliced at the target positions
+  identity      a module that does nothing, called alone
+  identity_hook the same with a forward hook that does nothing (the difference is a hook's cost)
 """
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -64,32 +65,13 @@ def build(name, file):
     return with_pattern_hook_points(module.eval())
 
 
-def compare(cases, runs, iterations):
-    """Median milliseconds per call of each (call, attach) case, measured in alternating runs after two
-    warm-up runs (so drift hits all alike); attach() registers the case's hooks and returns their handles."""
-    samples = [[] for _ in cases]
-    for run in range(-2, runs):
-        for i, (call, attach) in enumerate(cases):
-            handles = attach()
-            start = time.perf_counter()
-            for _ in range(iterations):
-                call()
-            elapsed = (time.perf_counter() - start) * 1000 / iterations
-            for h in handles:
-                h.remove()
-            if run >= 0:
-                samples[i].append(elapsed)
-    return [statistics.median(s) for s in samples]
-
-
 def main():
-    name, file = sys.argv[1], sys.argv[2]
-    runs, iterations, threads = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-    positions = json.loads(sys.argv[6])
+    name, file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    positions = json.loads(sys.argv[4])
     torch.set_num_threads(threads)
     model = build(name, file)
     script = torch.jit.load(file).eval()
-    ids = torch.tensor([json.loads(sys.argv[7])])
+    ids = torch.tensor([json.loads(sys.argv[5])])
     cache = {}
 
     def save(key, take_input=False):
@@ -115,24 +97,35 @@ def main():
             handles.append(block.attn.pattern_hook.register_forward_hook(save_pattern(f"pattern_L{i}")))
         return handles
 
-    modules = [m for m in model.modules() if not isinstance(m, nn.ModuleList)]  # a ModuleList is never called
-
-    def empty_hooks():
-        return [m.register_forward_hook(lambda module, args, output: None) for m in modules]
-
-    results = {"torch": torch.__version__, "threads": threads, "empty_hooks": len(modules)}
-    with torch.no_grad():
-        none = lambda: []  # noqa: E731
-        bare_script, bare_module, extraction, empty = compare(
-            [(lambda: script(ids), none), (lambda: model(ids), none), (lambda: model(ids), extraction_hooks), (lambda: model(ids), empty_hooks)], runs, iterations
-        )
-    results.update(bare_script_ms=bare_script, bare_module_ms=bare_module, extraction_ms=extraction, empty_hooks_ms=empty, extracted_keys=len(cache))
-    # The per-call cost of a forward hook, apart from any model: a module that does nothing, called
-    # with and without a hook that does nothing (a few µs against a forward's noise is lost).
     identity, x = nn.Identity(), torch.zeros(1)
-    plain, hooked = compare([(lambda: identity(x), none), (lambda: identity(x), lambda: [identity.register_forward_hook(lambda m, a, o: None)])], runs, 2000)
-    results["hook_call_us"] = (hooked - plain) * 1000
-    print(json.dumps(results))
+    no_hooks = lambda: []  # noqa: E731
+    # each case: (call, attach): attach() registers the case's hooks and returns their handles
+    cases = {
+        "bare_script": (lambda: script(ids), no_hooks),
+        "bare_module": (lambda: model(ids), no_hooks),
+        "extraction": (lambda: model(ids), extraction_hooks),
+        "identity": (lambda: identity(x), no_hooks),
+        "identity_hook": (lambda: identity(x), lambda: [identity.register_forward_hook(lambda m, a, o: None)]),
+    }
+    with torch.no_grad():
+        handles = extraction_hooks()
+        model(ids)
+        for handle in handles:
+            handle.remove()
+        print(json.dumps({"torch": torch.__version__, "threads": threads, "extracted_keys": len(cache)}), flush=True)
+        cache.clear()
+        for line in sys.stdin:
+            case, iterations = line.split()
+            call, attach = cases[case]
+            handles = attach()
+            start = time.perf_counter()
+            for _ in range(int(iterations)):
+                call()
+            elapsed = (time.perf_counter() - start) * 1000 / int(iterations)
+            for handle in handles:
+                handle.remove()
+            cache.clear()
+            print(json.dumps({"ms": elapsed}), flush=True)
 
 
 if __name__ == "__main__":
