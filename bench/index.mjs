@@ -15,6 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+// `npm run bench -- models` runs only the named sections (data, soak, models); all by default
+const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'models']);
 const cores = os.cpus().length;
 const rows = [];
 /** One line of the table: `node` and `python` in `unit`, or a single `value`. */
@@ -102,16 +104,24 @@ async function startPython(name, file, { threads, positions, ids }) {
 /**
  * Milliseconds per call of each case in every run: `{ node: fn }` runs here, `{ python: name }` in
  * the Python process, which waits while this one runs and the other way round. Runs alternate all
- * cases after two warm-up runs, so the machine's drift hits every case alike. With several threads,
- * a pause when the side changes lets the other side's idle BLAS and OpenMP threads stop spinning.
+ * cases, so the machine's drift hits every case alike, after warm-up runs of at least two seconds
+ * (V8 compiles hot code and sizes its heap on helper threads meanwhile, which on a 2-core machine
+ * slowed the first second of Node's runs by half). With several threads, a pause when the side
+ * changes lets the other side's idle BLAS threads stop spinning. Short runs, many of them: this
+ * machine's speed changes from one tenth of a second to the next, and a ratio is taken per run.
  */
 async function alternate(cases, { runs, iterations, side, threads }) {
   const samples = cases.map(() => []);
   let last;
-  for (let run = -2; run < runs; run++) {
-    for (const [i, c] of cases.entries()) {
+  const warmUntil = performance.now() + 2000;
+  for (let run = 0, warmups = 0; run < runs; ) {
+    const warming = warmups < 2 || performance.now() < warmUntil;
+    // forward and backward in turn: each side's cases stay together (one switch per run)
+    const order = (warmups + run) % 2 === 0 ? cases.map((_, i) => i) : cases.map((_, i) => cases.length - 1 - i);
+    for (const i of order) {
+      const c = cases[i];
       const here = c.python ? 'python' : 'node';
-      if (threads > 1 && last !== undefined && here !== last) await sleep(200);
+      if (threads > 1 && last !== undefined && here !== last) await sleep(150);
       last = here;
       let ms;
       if (c.python) {
@@ -121,8 +131,10 @@ async function alternate(cases, { runs, iterations, side, threads }) {
         for (let k = 0; k < iterations; k++) c.node();
         ms = Number(process.hrtime.bigint() - start) / 1e6 / iterations;
       }
-      if (run >= 0) samples[i].push(ms);
+      if (!warming) samples[i].push(ms);
     }
+    if (warming) warmups++;
+    else run++;
   }
   return samples;
 }
@@ -132,7 +144,7 @@ const bundledFile = path.join(root, 'models', 'induction-2l.pt');
 // ---- Tensor.data against size: a fresh handle each time (no cached view), so each call makes the
 // TypedArray over the storage's ArrayBuffer.
 console.error('Tensor.data');
-{
+if (sections.has('data')) {
   let small;
   for (const bytes of [1 << 10, 1 << 20, 10 << 20, 100 << 20]) {
     const base = tensor(new Float32Array(bytes / 4), [bytes / 4]);
@@ -151,7 +163,7 @@ console.error('Tensor.data');
 // resident memory after warm-up and at the end. (A synchronous loop that never yields to the event
 // loop grows instead: Node frees the native side of collected handles only between ticks.)
 console.error('soak');
-{
+if (sections.has('soak')) {
   setNumThreads(1);
   const hooked = HookedModel.load(bundledFile);
   const ids = tensor([[0, ...Array.from({ length: 32 }, (_, i) => 1 + (i % 16) * 3)]], { dtype: 'int64' });
@@ -187,11 +199,11 @@ if (!fs.existsSync(bigFile) && python) {
 }
 const half = Array.from({ length: bundledConfig.half }, (_, i) => 1 + ((i * 37 + 11) % (bundledConfig.vocab - 1)));
 const models = [
-  { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 15, iterations: 100, threads: [1, cores] },
-  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 9, iterations: 3, threads: [cores] },
+  { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 41, iterations: 25, threads: [1, cores] },
+  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 31, iterations: 1, threads: [cores] },
 ].filter((m) => fs.existsSync(m.file));
 
-for (const m of models) {
+for (const m of sections.has('models') ? models : []) {
   for (const threads of m.threads) {
     setNumThreads(threads);
     console.error(`${m.label}, ${threads} thread${threads > 1 ? 's' : ''}`);
@@ -210,7 +222,7 @@ for (const m of models) {
     ];
     const [bare, extraction, pyScript, pyModule, pyExtraction] = await alternate(cases, { ...m, side, threads });
     const suffix = `${m.label}, ${threads} thread${threads > 1 ? 's' : ''}`;
-    const both = (node, py) => ({ node: median(node), python: py && median(py), unit: 'ms', ratio: py && ratioOf(py, node) });
+    const both = (node, py) => ({ node: median(node), python: py && median(py), unit: 'ms', ratio: py && ratioOf(py, node), runs: { node, python: py } });
     row(`bare forward of the same TorchScript file (${suffix})`, both(bare, pyScript));
     row(`bare forward, Python on the nn.Module (${suffix})`, both(bare, pyModule));
     row(`extraction of every residual and pattern: kernels / forward hooks (${suffix})`, both(extraction, pyExtraction));
@@ -246,7 +258,7 @@ for (const m of models) {
     hooked.model.dispose();
   }
 }
-if (!models.some((m) => m.name === 'gpt2-small-shaped')) row('GPT-2-small shape', { value: NaN, unit: 'not measured: bench/models/gpt2-small-shaped.pt is missing and python3-torch cannot make it' });
+if (sections.has('models') && !models.some((m) => m.name === 'gpt2-small-shaped')) row('GPT-2-small shape', { value: NaN, unit: 'not measured: bench/models/gpt2-small-shaped.pt is missing and python3-torch cannot make it' });
 
 setNumThreads(cores);
 

@@ -30,14 +30,14 @@ class StorageRegistry : public std::enable_shared_from_this<StorageRegistry> {
   // The ArrayBuffer through which JS sees `tensor`'s storage (CPU only).
   View BufferFor(const at::Tensor& tensor);
 
-  // A JS handle object was created / finalized. Each live handle object is reported to V8 as a
-  // fixed cost (kHandleCost): its native parts are freed only when V8 collects it, and until then
-  // they sit in the malloc heap between tensor buffers, which a freed buffer then cannot be reused
-  // around (RSS grew by a tensor per forward in a loop of forwards with no major GC). Reporting
-  // the cost makes V8 collect them in time.
+  // A JS handle object was created / finalized. Each live handle object is reported to V8 at about
+  // what its native parts take (they are freed only when V8 collects it), so that many live handles
+  // press on GC like the memory they hold. (A 16 KB cost once stood in for the malloc heap that such
+  // parts pinned between tensor buffers; cpu_allocator.h removes that at its cause, and the large
+  // cost made V8 run a full GC every few thousand forwards.)
   void HandleCreated() { Adjust(kHandleCost, false); }
   void HandleFinalized() { Adjust(-kHandleCost, false); }
-  static constexpr int64_t kHandleCost = 16 * 1024;
+  static constexpr int64_t kHandleCost = 512;
 
   // Bytes currently reported to V8 for storages and number of distinct storages held by handles.
   int64_t accountedBytes() const { return accountedBytes_; }

@@ -83,8 +83,9 @@ describe('process and environment lifecycle', () => {
   });
 
   it('keeps resident memory bounded over many disposed forwards, in a loop that yields to the event loop', () => {
-    // Disposed handles wait for V8 to collect their objects; each reports a fixed cost so that it
-    // does so in time (without it the heap grew by about one output per forward: +130 MB here).
+    // Disposed handles keep small native parts until V8 collects their objects. Before
+    // cpu_allocator.h, those pinned the ends of freed tensor blocks and the heap grew by about one
+    // output per forward (+130 MB here).
     const result = runScript(`
       const er = require('./dist/index.js');
       er.setNumThreads(1);
