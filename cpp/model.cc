@@ -130,6 +130,12 @@ bool GradOption(const Napi::Value& options) {
   return options.IsObject() && options.As<Napi::Object>().Get("grad").ToBoolean().Value();
 }
 
+// options.output === false: the caller needs only what its hooks collected, so no handle is made
+// for the output (and an async forward frees it on its own thread).
+bool OutputWanted(const Napi::Value& options) {
+  return !options.IsObject() || !options.As<Napi::Object>().Get("output").StrictEquals(Napi::Boolean::New(options.Env(), false));
+}
+
 }  // namespace
 
 struct ModelHandle::AsyncForward {
@@ -137,6 +143,7 @@ struct ModelHandle::AsyncForward {
   std::shared_ptr<torch::jit::Module> module;
   std::vector<c10::IValue> inputs;
   bool grad;
+  bool outputWanted;
   AbortFlag abort;
   std::unique_ptr<ForwardHooks> hooks;
   c10::IValue output;
@@ -419,7 +426,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
     } catch (const HookFailure&) {
       throw hooks->Failure(env);
     }
-    return FromIValue(env, output);
+    return OutputWanted(info[1]) ? FromIValue(env, output) : env.Null();
   });
 }
 
@@ -446,7 +453,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync", true);
     AbortFlag abort = AbortToken::FlagOf(env, info[2]);
     if (hooks) hooks->RunJsThrough(hookCalls_.get(), stopping_, abort);
-    auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]), abort, std::move(hooks), {}, {}};
+    auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]), OutputWanted(info[1]), abort, std::move(hooks), {}, {}};
     Napi::Promise promise = job->deferred.Promise();
     if (inFlight_++ == 0) {
       Ref();  // the model stays alive while a forward is in flight
@@ -462,6 +469,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
         try {
           ApplyIntraOpThreads();
           job->output = RunForward(*job->module, job->inputs, job->grad, job->hooks.get());
+          if (!job->outputWanted) job->output = c10::IValue();
         } catch (const HookFailure&) {
           job->failure = FailureInfo{job->hooks->failureKind(), job->hooks->failureMessage(), {}};
         } catch (const TypedError& e) {
@@ -497,7 +505,7 @@ void ModelHandle::CompleteForward(napi_env rawEnv, napi_value, void* context, vo
       } else if (job->failure) {
         job->deferred.Reject(MakeError(env, job->failure->kind, job->failure->message, job->failure->detail).Value());
       } else {
-        job->deferred.Resolve(Guarded(env, ErrorKind::Torch, "Model.forwardAsync", [&] { return FromIValue(env, job->output); }));
+        job->deferred.Resolve(job->outputWanted ? Guarded(env, ErrorKind::Torch, "Model.forwardAsync", [&] { return FromIValue(env, job->output); }) : env.Null());
       }
     } catch (const Napi::Error& e) {
       job->deferred.Reject(e.Value());

@@ -92,8 +92,8 @@ export interface NativeModel {
   modules(): NativeModuleInfo[];
   parameters(): [string, NativeTensor][];
   signature(): string;
-  forward(args: unknown[], options: { grad?: boolean; hooks?: unknown[]; taps?: string[] }): unknown;
-  forwardAsync(args: unknown[], options: { grad?: boolean; hooks?: unknown[]; taps?: string[] }, token: NativeAbortToken | null): Promise<unknown>;
+  forward(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }): unknown;
+  forwardAsync(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }, token: NativeAbortToken | null): Promise<unknown>;
   setTraining(training: boolean): void;
   isTraining(): boolean;
   device(): string;

@@ -117,8 +117,10 @@ interface Plan {
   ids: Tensor;
   hooks: Record<string, Hook[]>;
   grad: boolean;
+  /** Whether the cache needs the forward's output (keepGradient's gradient of a logit), else null. */
+  output: boolean;
   /** Builds the cache and frees the extraction kernels for the next forward. */
-  finish(output: Tensor): ActivationCache;
+  finish(output: Tensor | null): ActivationCache;
   /** Frees the extraction kernels after a failed forward. */
   release(): void;
 }
@@ -284,9 +286,9 @@ export class HookedModel {
    */
   forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);
-    let output: Tensor;
+    let output: Tensor | null;
     try {
-      output = this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad }) as Tensor;
+      output = this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output }) as Tensor | null;
     } catch (error) {
       plan.release();
       throw error;
@@ -333,9 +335,9 @@ export class HookedModel {
   }
 
   async #runAsync(plan: Plan, signal: AbortSignal | undefined): Promise<ActivationCache> {
-    let output: Tensor;
+    let output: Tensor | null;
     try {
-      output = (await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, signal })) as Tensor;
+      output = (await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output, signal })) as Tensor | null;
     } catch (error) {
       plan.release();
       throw error;
@@ -375,16 +377,16 @@ export class HookedModel {
       extraction.leaf?.reset();
       extraction.busy = false;
     };
-    const finish = (output: Tensor) => {
+    const finish = (output: Tensor | null) => {
       try {
         return this.#collect(output, { ids, config, specs, perRow, groupSizes, positions: target.positions, extraction, options });
       } finally {
         // what the cache needs of the output (logits at the targets) was copied by a kernel
-        output.dispose();
+        output?.dispose();
         release();
       }
     };
-    return { ids, hooks: hookMap, grad: config.keepGradient, finish, release };
+    return { ids, hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
   }
 
   #resolutions = new Map<string, Resolution>();
@@ -423,7 +425,7 @@ export class HookedModel {
 
   /** Builds the cache of one forward from what the extraction's kernels collected. */
   #collect(
-    output: Tensor,
+    output: Tensor | null,
     { ids, config, specs, perRow, groupSizes, positions, extraction, options }: { ids: Tensor; config: Readonly<ExtractionConfig>; specs: TokenPosition[]; perRow: number[][][]; groupSizes: number[]; positions: number[][]; extraction: Extraction; options: HookedForwardOptions },
   ): ActivationCache {
     const arch = this.architecture;
@@ -431,7 +433,7 @@ export class HookedModel {
     const cache = new ActivationCache();
     if (leaf) {
       const embeddings = leaf.results() as Tensor;
-      const last = output.index(0, -1);
+      const last = output!.index(0, -1);
       const vocabularyIndex = options.vocabularyIndex ?? argmax(last.toFloat32Array());
       const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
       cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);

@@ -63,6 +63,11 @@ export interface ForwardOptions {
    * also how a benchmark measures taps alone.
    */
   taps?: string[];
+  /**
+   * Return the forward's output (default true). With false the forward returns null and its output
+   * is freed at once, without a handle: for runs that need only what their hooks collect.
+   */
+  output?: boolean;
 }
 
 /** Options of {@link Model.forwardAsync}. */
@@ -201,14 +206,16 @@ export class Model implements Disposable {
     return this.#points;
   }
 
-  #nativeOptions(options: ForwardOptions): { grad: boolean; hooks?: NativeHookSpec[]; taps?: string[] } {
+  #nativeOptions(options: ForwardOptions): { grad: boolean; output?: false; hooks?: NativeHookSpec[]; taps?: string[] } {
     const grad = options.grad ?? false;
+    if (options.output !== undefined && typeof options.output !== 'boolean') throw new InvalidArgumentError('forward: options.output must be a boolean');
+    const output = options.output === false ? ({ output: false } as const) : {};
     const perCall = options.hooks;
     const taps = options.taps;
     if (taps !== undefined && !(Array.isArray(taps) && taps.every((t) => typeof t === 'string'))) {
       throw new InvalidArgumentError('forward: options.taps must be an array of hook point names');
     }
-    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return taps?.length ? { grad, taps } : { grad };
+    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return taps?.length ? { grad, ...output, taps } : { grad, ...output };
     if (perCall !== undefined && (perCall === null || typeof perCall !== 'object' || Array.isArray(perCall))) {
       throw new InvalidArgumentError('forward: options.hooks must be an object of point name -> hook or hooks');
     }
@@ -218,7 +225,7 @@ export class Model implements Disposable {
     for (const [point, hooks] of Object.entries(perCall ?? {})) {
       for (const hook of Array.isArray(hooks) ? hooks : [hooks]) specs.push(toNativeSpec(point, hook, points.get(point)));
     }
-    return { grad, hooks: specs, ...(taps?.length ? { taps } : {}) };
+    return { grad, ...output, hooks: specs, ...(taps?.length ? { taps } : {}) };
   }
 
   /**

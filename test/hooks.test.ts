@@ -297,6 +297,19 @@ describe('hook API', () => {
     expectThrows(() => model.forward(ids, { taps: 'output' as never }), InvalidArgumentError, /options.taps must be an array/);
   });
 
+  it('with output: false returns null, and its hooks still see the values', async () => {
+    const record = nativeHook('record');
+    expect(model.forward(ids, { output: false, hooks: { output: record } })).toBeNull();
+    const recorded = () => (record.results() as [string, Tensor][])[0]![1];
+    expect(numbers(recorded().toFloat32Array())).toEqual(plain);
+    record.reset();
+    expect(await model.forwardAsync(ids, { output: false, hooks: { output: record } })).toBeNull();
+    expect(numbers(recorded().toFloat32Array())).toEqual(plain);
+    expect(model.forward(ids, { output: false })).toBeNull();
+    expect(numbers(logitsOf(model.forward(ids, { output: true })).toFloat32Array())).toEqual(plain);
+    expectThrows(() => model.forward(ids, { output: 0 as never }), InvalidArgumentError, /options.output must be a boolean/);
+  });
+
   it('builds a graph with taps at the requested points only and every module call inlined', () => {
     const { graph, buildMilliseconds } = model.hookedGraph(['transformer.h.0.attn:pattern', mlpOut]);
     expect(graph.match(/easyroutine::tap/g)).toHaveLength(2);
