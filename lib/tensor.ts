@@ -51,6 +51,8 @@ function revokedHandle(why: string): NativeTensor {
     },
   });
 }
+// one stand-in serves every tensor disposed while still in its pack
+const disposedHandle: NativeTensor = revokedHandle('the tensor was disposed');
 let copyWarningShown = false;
 
 /**
@@ -263,7 +265,7 @@ export class Tensor implements Disposable {
     if (this.#packed) {
       this.#packed.pack.release(this.#packed.slot);
       this.#packed = undefined;
-      this.#handle = revokedHandle('the tensor was disposed');
+      this.#handle = disposedHandle;
       return;
     }
     registry.unregister(this);
