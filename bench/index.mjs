@@ -200,7 +200,7 @@ if (!fs.existsSync(bigFile) && python) {
 const half = Array.from({ length: bundledConfig.half }, (_, i) => 1 + ((i * 37 + 11) % (bundledConfig.vocab - 1)));
 const models = [
   { name: 'bundled', label: 'bundled model [1, 33]', file: bundledFile, ids: [bundledConfig.bos, ...half, ...half], runs: 41, iterations: 25, threads: [1, cores] },
-  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 31, iterations: 1, threads: [cores] },
+  { name: 'gpt2-small-shaped', label: 'GPT-2-small shape [1, 64]', file: bigFile, ids: Array.from({ length: 64 }, (_, i) => (i * 7919) % 50257), runs: 61, iterations: 1, threads: [cores] },
 ].filter((m) => fs.existsSync(m.file));
 
 for (const m of sections.has('models') ? models : []) {
@@ -210,8 +210,8 @@ for (const m of sections.has('models') ? models : []) {
     const hooked = HookedModel.load(m.file);
     const ids = tensor([m.ids], { dtype: 'int64' });
     const positions = m.ids.map((_, i) => i);
-    // every residual (block input, mid-block, output) and every head's pattern, at all positions
-    const config = extractionConfig({ extractResidIn: true, extractResidMid: hooked.architecture.layers[0].points.resid_mid !== undefined, extractResidOut: true, extractAttnPattern: true, saveLogits: false });
+    // every block's output (resid_out) and every head's pattern, at all positions
+    const config = extractionConfig({ extractResidOut: true, extractAttnPattern: true, saveLogits: false });
     const options = { targetTokenPositions: ['all'], extractionConfig: config };
     // each side frees what it extracted at once (Python by refcount, here by dispose)
     const side = await startPython(m.name, m.file, { threads, positions, ids: m.ids });
@@ -225,7 +225,7 @@ for (const m of sections.has('models') ? models : []) {
     const both = (node, py) => ({ node: median(node), python: py && median(py), unit: 'ms', ratio: py && ratioOf(py, node), runs: { node, python: py } });
     row(`bare forward of the same TorchScript file (${suffix})`, both(bare, pyScript));
     row(`bare forward, Python on the nn.Module (${suffix})`, both(bare, pyModule));
-    row(`extraction of every residual and pattern: kernels / forward hooks (${suffix})`, both(extraction, pyExtraction));
+    row(`extraction of every resid_out and pattern: kernels / forward hooks (${suffix})`, both(extraction, pyExtraction));
     row(`extraction / bare forward, Node (${suffix})`, { value: ratioOf(extraction, bare), unit: 'x' });
     if (side) row(`extraction / bare forward of the nn.Module, Python (${suffix})`, { value: ratioOf(pyExtraction, pyModule), unit: 'x' });
     let pyHook;

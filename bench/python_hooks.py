@@ -12,9 +12,8 @@ line `CASE ITERATIONS` read from stdin runs CASE that many times and answers wit
 per call. Cases:
   bare_script   torch.jit.load(FILE), the very file Node runs
   bare_module   the nn.Module
-  extraction    the nn.Module with forward hooks keeping every residual (block inputs, the MLP
-                norms' inputs when there are MLPs, block outputs) and every head's pattern,
-                cloned and sliced at the target positions
+  extraction    the nn.Module with forward hooks keeping every block's output (resid_out) and
+                every head's pattern, cloned and sliced at the target positions
   identity      a module that does nothing, called alone
   identity_hook the same with a forward hook that does nothing (the difference is a hook's cost)
 """
@@ -74,10 +73,9 @@ def main():
     ids = torch.tensor([json.loads(sys.argv[5])])
     cache = {}
 
-    def save(key, take_input=False):
+    def save(key):
         def hook(module, args, output):
-            value = args[0] if take_input else output
-            cache[key] = value.detach().clone()[:, positions]
+            cache[key] = output.detach().clone()[:, positions]
         return hook
 
     def save_pattern(key):
@@ -90,10 +88,7 @@ def main():
     def extraction_hooks():
         handles = []
         for i, block in enumerate(model.transformer.h):
-            handles.append(block.register_forward_hook(save(f"resid_in_{i}", take_input=True)))
             handles.append(block.register_forward_hook(save(f"resid_out_{i}")))
-            if hasattr(block, "ln_2"):
-                handles.append(block.ln_2.register_forward_hook(save(f"resid_mid_{i}", take_input=True)))
             handles.append(block.attn.pattern_hook.register_forward_hook(save_pattern(f"pattern_L{i}")))
         return handles
 
