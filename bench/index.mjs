@@ -71,6 +71,20 @@ try {
   console.error('python3-torch was not found: measuring the Node side alone');
 }
 
+/**
+ * Pins this process, every thread, to `cpus` (a taskset list: '1', '0-1'); child processes inherit
+ * it. On this shared machine one core can run a third slower than the other for seconds at a time,
+ * so one-thread runs put both sides on the same core. Returns false where taskset is missing.
+ */
+function pinTo(cpus) {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Starts bench/python_hooks.py for one model; `run(case, iterations)` resolves to its ms per call. */
 async function startPython(name, file, { threads, positions, ids }) {
   if (!python) return undefined;
@@ -106,9 +120,10 @@ async function startPython(name, file, { threads, positions, ids }) {
  * the Python process, which waits while this one runs and the other way round. Runs alternate all
  * cases, so the machine's drift hits every case alike, after warm-up runs of at least two seconds
  * (V8 compiles hot code and sizes its heap on helper threads meanwhile, which on a 2-core machine
- * slowed the first second of Node's runs by half). With several threads, a pause when the side
- * changes lets the other side's idle BLAS threads stop spinning. Short runs, many of them: this
- * machine's speed changes from one tenth of a second to the next, and a ratio is taken per run.
+ * slowed the first second of Node's runs by half). When the side changes, one untimed call goes
+ * first, after a pause when there are several threads (the other side's idle BLAS threads stop
+ * spinning). Short runs, many of them: this machine's speed changes from one tenth of a second to
+ * the next, and a ratio is taken per run.
  */
 async function alternate(cases, { runs, iterations, side, threads }) {
   const samples = cases.map(() => []);
@@ -121,7 +136,12 @@ async function alternate(cases, { runs, iterations, side, threads }) {
     for (const i of order) {
       const c = cases[i];
       const here = c.python ? 'python' : 'node';
-      if (threads > 1 && last !== undefined && here !== last) await sleep(150);
+      if (here !== last) {
+        if (threads > 1 && last !== undefined) await sleep(150);
+        // the first call after the other side ran is slower (by 15% on the GPT-2 shape): untimed
+        if (c.python) await side.run(c.python, 1);
+        else c.node();
+      }
       last = here;
       let ms;
       if (c.python) {
@@ -214,6 +234,7 @@ for (const m of sections.has('models') ? models : []) {
     const config = extractionConfig({ extractResidOut: true, extractAttnPattern: true, saveLogits: false });
     const options = { targetTokenPositions: ['all'], extractionConfig: config };
     // each side frees what it extracted at once (Python by refcount, here by dispose)
+    const pinned = threads === 1 && pinTo(String(cores - 1));
     const side = await startPython(m.name, m.file, { threads, positions, ids: m.ids });
     const cases = [
       { node: () => hooked.model.forward(ids).dispose() },
@@ -234,6 +255,7 @@ for (const m of sections.has('models') ? models : []) {
       pyHook = (median(hookedCall) - median(plain)) * 1000;
     }
     await side?.close();
+    if (pinned) pinTo(`0-${cores - 1}`);
     if (m.name === 'bundled' && threads === m.threads[m.threads.length - 1]) {
       // hook engine costs on the bundled model: taps, closures, graph builds
       const points = hooked.model.hookPoints().map((p) => p.name);
