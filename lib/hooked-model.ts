@@ -138,14 +138,18 @@ const EXTRACTION_CACHE_SIZE = 16;
 
 const configIds = new WeakMap<object, string>();
 const idsByContent = new Map<string, string>();
+let nextConfigId = 0;
 
 /** A short string equal for equal configs (configs are frozen: the id is worked out once per object). */
 function configKey(config: Readonly<ExtractionConfig>): string {
   let id = configIds.get(config);
   if (id === undefined) {
     const content = JSON.stringify(config);
-    id = idsByContent.get(content) ?? `#${idsByContent.size}`;
-    idsByContent.set(content, id);
+    id = idsByContent.get(content);
+    if (id === undefined) {
+      id = `#${nextConfigId++}`;
+      idsByContent.set(content, id);
+    }
     if (Object.isFrozen(config)) configIds.set(config, id);
   }
   return id;
