@@ -32,31 +32,6 @@ function median(values) {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** Medians (ns per call) of alternatives measured in alternating runs after two warm-up runs, so drift hits all alike. */
-function compare(fns, { runs = 9, iterations = 50 } = {}) {
-  const samples = fns.map(() => []);
-  for (let run = -2; run < runs; run++) {
-    fns.forEach((fn, i) => {
-      const start = process.hrtime.bigint();
-      for (let k = 0; k < iterations; k++) fn();
-      if (run >= 0) samples[i].push(Number(process.hrtime.bigint() - start) / iterations);
-    });
-  }
-  return samples.map(median);
-}
-
-async function compareAsync(fns, { runs = 9, iterations = 50 } = {}) {
-  const samples = fns.map(() => []);
-  for (let run = -2; run < runs; run++) {
-    for (const [i, fn] of fns.entries()) {
-      const start = process.hrtime.bigint();
-      for (let k = 0; k < iterations; k++) await fn();
-      if (run >= 0) samples[i].push(Number(process.hrtime.bigint() - start) / iterations);
-    }
-  }
-  return samples.map(median);
-}
-
 /** The median over runs of a / b, each pair measured in the same run. */
 function ratioOf(a, b) {
   return median(a.map((x, i) => x / b[i]));
@@ -116,8 +91,8 @@ async function startPython(name, file, { threads, positions, ids }) {
 }
 
 /**
- * Milliseconds per call of each case in every run: `{ node: fn }` runs here, `{ python: name }` in
- * the Python process, which waits while this one runs and the other way round. Runs alternate all
+ * Milliseconds per call of each case in every run: `{ node: fn }` runs here (`async: true` when fn
+ * returns a promise to wait for), `{ python: name }` in the Python process, which waits while this one runs and the other way round. Runs alternate all
  * cases, so the machine's drift hits every case alike, after warm-up runs of at least two seconds
  * (V8 compiles hot code and sizes its heap on helper threads meanwhile, which on a 2-core machine
  * slowed the first second of Node's runs by half). When the side changes, one untimed call goes
@@ -125,10 +100,10 @@ async function startPython(name, file, { threads, positions, ids }) {
  * spinning). Short runs, many of them: this machine's speed changes from one tenth of a second to
  * the next, and a ratio is taken per run.
  */
-async function alternate(cases, { runs, iterations, side, threads }) {
+async function alternate(cases, { runs, iterations, side, threads = 1, warmupMs = 2000 }) {
   const samples = cases.map(() => []);
   let last;
-  const warmUntil = performance.now() + 2000;
+  const warmUntil = performance.now() + warmupMs;
   for (let run = 0, warmups = 0; run < runs; ) {
     const warming = warmups < 2 || performance.now() < warmUntil;
     // forward and backward in turn: each side's cases stay together (one switch per run)
@@ -140,7 +115,7 @@ async function alternate(cases, { runs, iterations, side, threads }) {
         if (threads > 1 && last !== undefined) await sleep(150);
         // the first call after the other side ran is slower (by 15% on the GPT-2 shape): untimed
         if (c.python) await side.run(c.python, 1);
-        else c.node();
+        else await c.node();
       }
       last = here;
       let ms;
@@ -148,7 +123,8 @@ async function alternate(cases, { runs, iterations, side, threads }) {
         ms = await side.run(c.python, iterations);
       } else {
         const start = process.hrtime.bigint();
-        for (let k = 0; k < iterations; k++) c.node();
+        if (c.async) for (let k = 0; k < iterations; k++) await c.node();
+        else for (let k = 0; k < iterations; k++) c.node();
         ms = Number(process.hrtime.bigint() - start) / 1e6 / iterations;
       }
       if (!warming) samples[i].push(ms);
@@ -168,11 +144,12 @@ if (sections.has('data')) {
   let small;
   for (const bytes of [1 << 10, 1 << 20, 10 << 20, 100 << 20]) {
     const base = tensor(new Float32Array(bytes / 4), [bytes / 4]);
-    const handles = Array.from({ length: 1800 }, () => base.view(-1));
+    const handles = Array.from({ length: 2000 }, () => base.view(-1)); // 1 + 2 warm-up runs + 7 runs of 200
     let next = 0;
-    const [ns] = compare([() => void handles[next++].data], { runs: 7, iterations: 200 });
-    small ??= ns;
-    row(`Tensor.data, ${bytes >= 1 << 20 ? bytes / (1 << 20) + ' MB' : bytes / 1024 + ' KB'} (vs 1 KB)`, { value: ns / 1000, unit: 'µs', ratio: ns / small });
+    const [samples] = await alternate([{ node: () => void handles[next++].data }], { runs: 7, iterations: 200, warmupMs: 0 });
+    const us = median(samples) * 1000;
+    small ??= us;
+    row(`Tensor.data, ${bytes >= 1 << 20 ? bytes / (1 << 20) + ' MB' : bytes / 1024 + ' KB'} (vs 1 KB)`, { value: us, unit: 'µs', ratio: us / small });
     for (const h of handles) h.dispose();
     base.dispose();
   }
@@ -262,18 +239,26 @@ for (const m of sections.has('models') ? models : []) {
       const taps = { taps: points };
       const empty = () => undefined;
       const closures = { hooks: Object.fromEntries(points.map((p) => [p, empty])) };
-      const [untouched, tapped, withClosures] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, taps).dispose(), () => hooked.model.forward(ids, closures).dispose()], { runs: 15, iterations: 200 });
-      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
-      const [tapsAsync, closuresAsync] = await compareAsync([async () => (await hooked.model.forwardAsync(ids, taps)).dispose(), async () => (await hooked.model.forwardAsync(ids, closures)).dispose()], { runs: 15, iterations: 100 });
-      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: (withClosures - tapped) / points.length / 1000, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / ((withClosures - tapped) / points.length / 1000) });
-      row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: (closuresAsync - tapsAsync) / points.length / 1000, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / ((closuresAsync - tapsAsync) / points.length / 1000) });
+      const [untouched, tapped, withClosures] = await alternate([{ node: () => hooked.model.forward(ids).dispose() }, { node: () => hooked.model.forward(ids, taps).dispose() }, { node: () => hooked.model.forward(ids, closures).dispose() }], { runs: 15, iterations: 200, threads });
+      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: ratioOf(tapped, untouched), unit: 'x' });
+      const [tapsAsync, closuresAsync] = await alternate(
+        [
+          { node: async () => (await hooked.model.forwardAsync(ids, taps)).dispose(), async: true },
+          { node: async () => (await hooked.model.forwardAsync(ids, closures)).dispose(), async: true },
+        ],
+        { runs: 15, iterations: 100, threads },
+      );
+      const closureUs = ((median(withClosures) - median(tapped)) * 1000) / points.length;
+      const closureAsyncUs = ((median(closuresAsync) - median(tapsAsync)) * 1000) / points.length;
+      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: closureUs, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / closureUs });
+      row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: closureAsyncUs, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / closureAsyncUs });
       const builds = (names) => median(Array.from({ length: 7 }, () => hooked.model.hookedGraph(names).buildMilliseconds));
       row(`hooked graph build, all ${points.length} points (${m.label})`, { value: builds(points), unit: 'ms' });
     }
     if (m.name === 'gpt2-small-shaped') {
       const points = hooked.model.hookPoints().map((p) => p.name);
-      const [untouched, tapped] = compare([() => hooked.model.forward(ids).dispose(), () => hooked.model.forward(ids, { taps: points }).dispose()], m);
-      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: tapped / untouched, unit: 'x' });
+      const [untouched, tapped] = await alternate([{ node: () => hooked.model.forward(ids).dispose() }, { node: () => hooked.model.forward(ids, { taps: points }).dispose() }], { ...m, threads });
+      row(`taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: ratioOf(tapped, untouched), unit: 'x' });
       row(`hooked graph build, all ${points.length} points (${m.label})`, { value: hooked.model.hookedGraph(points).buildMilliseconds, unit: 'ms' });
     }
     ids.dispose();
