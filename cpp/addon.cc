@@ -71,7 +71,7 @@ Napi::Value RuntimeInfo(const Napi::CallbackInfo& info) {
   out.Set("cpuFusion", Napi::Boolean::New(env, CpuFusionEnabled()));
   int blasThreads = OpenBlasThreads();
   out.Set("openBlasThreads", blasThreads > 0 ? Napi::Value(Napi::Number::New(env, blasThreads)) : env.Null());
-  const std::string policy = OmpWaitPolicyAtLoad();
+  const std::string& policy = OmpWaitPolicyAtLoad();
   out.Set("ompWaitPolicy", policy.empty() ? env.Null() : Napi::Value(Napi::String::New(env, policy)));
 #ifdef NODE_API_NO_EXTERNAL_BUFFERS_ALLOWED
   out.Set("externalBuffers", Napi::Boolean::New(env, false));

@@ -42,12 +42,12 @@ void ApplyIntraOpThreads() {
   if (count > 0 && at::get_num_threads() != count) at::set_num_threads(count);
 }
 
-const char* OmpWaitPolicyAtLoad() {
+const std::string& OmpWaitPolicyAtLoad() {
   static const std::string policy = [] {
     const char* value = std::getenv("OMP_WAIT_POLICY");
     return std::string(value ? value : "");
   }();
-  return policy.c_str();
+  return policy;
 }
 
 }  // namespace easyroutine

@@ -3,6 +3,8 @@
 // This mirrors libtorch's own process-wide setting; it holds no JS state.
 #pragma once
 
+#include <string>
+
 namespace easyroutine {
 
 void SetIntraOpThreads(int count);  // applies on the calling thread and remembers it for the others
@@ -11,6 +13,6 @@ int OpenBlasThreads();  // the size of OpenBLAS's own pool, which SetIntraOpThre
 void ApplyIntraOpThreads();  // on a forward's thread, before it runs
 // OMP_WAIT_POLICY as libgomp read it when libtorch loaded (lib/binding.ts sets PASSIVE unless the
 // user set one); empty when unset. The first call records it: the addon's Init makes that call.
-const char* OmpWaitPolicyAtLoad();
+const std::string& OmpWaitPolicyAtLoad();
 
 }  // namespace easyroutine

@@ -155,12 +155,9 @@ function configKey(config: Readonly<ExtractionConfig>): string {
   return id;
 }
 
-/** Row 0's token ids at `positions`, read in place when the ids are a contiguous int64 CPU tensor. */
-function firstRowTokens(ids: Tensor, positions: readonly number[]): number[] {
-  const data = ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
-  const out = new Array<number>(positions.length);
-  for (let i = 0; i < positions.length; i++) out[i] = Number(data[positions[i]!]!);
-  return out;
+/** Row 0's token ids (its start, read in place, when the ids are a contiguous int64 CPU tensor). */
+function firstRowIds(ids: Tensor): BigInt64Array {
+  return ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
 }
 
 /** The groups of one row, one after the other (Array.prototype.flat is slow on hot paths). */
@@ -460,9 +457,10 @@ export class HookedModel {
     });
     cache.set('mapping_index', mappingIndex);
     // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
+    const rowIds = firstRowIds(ids);
     const tokenDict: Record<string, (string | number)[]> = {};
     specs.forEach((spec, i) => {
-      const at = firstRowTokens(ids, perRow[0]![i]!);
+      const at = perRow[0]![i]!.map((p) => Number(rowIds[p]!));
       tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = this.tokenizer ? at.map((id) => this.tokenizer!.decode([id])) : at;
     });
     cache.set('token_dict', tokenDict);
