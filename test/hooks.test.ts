@@ -300,11 +300,13 @@ describe('hook API', () => {
   it('with output: false returns null, and its hooks still see the values', async () => {
     const record = nativeHook('record');
     expect(model.forward(ids, { output: false, hooks: { output: record } })).toBeNull();
+    // the model's output as PyTorch's forward hook saw it on the original module
+    const expected = reference<HookReference>('gpt2_hooks.json').points.output!;
     const recorded = () => (record.results() as [string, Tensor][])[0]![1];
-    expect(numbers(recorded().toFloat32Array())).toEqual(plain);
+    expect(maxDiffToReference(recorded(), expected)).toBeLessThan(1e-5);
     record.reset();
     expect(await model.forwardAsync(ids, { output: false, hooks: { output: record } })).toBeNull();
-    expect(numbers(recorded().toFloat32Array())).toEqual(plain);
+    expect(maxDiffToReference(recorded(), expected)).toBeLessThan(1e-5);
     expect(model.forward(ids, { output: false })).toBeNull();
     expect(numbers(logitsOf(model.forward(ids, { output: true })).toFloat32Array())).toEqual(plain);
     expectThrows(() => model.forward(ids, { output: 0 as never }), InvalidArgumentError, /options.output must be a boolean/);
