@@ -3,9 +3,10 @@
     {
       "target_name": "easyroutine",
       "sources": [
-        "<!@(node -e \"console.log(require('fs').readdirSync('cpp').filter(f=>f.endsWith('.cc')).map(f=>'cpp/'+f).join(' '))\")"
+        "<!@(node -e \"console.log(require('fs').readdirSync('cpp',{recursive:true}).filter(f=>f.endsWith('.cc')).map(f=>'cpp/'+f).sort().join(' '))\")"
       ],
       "include_dirs": [
+        "cpp",
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node scripts/libtorch.js --gyp include_dirs)"
       ],

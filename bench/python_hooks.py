@@ -4,7 +4,7 @@ original nn.Module).
 
     python3 bench/python_hooks.py MODEL FILE THREADS POSITIONS IDS
 
-MODEL is `bundled` (scripts/train_induction.py's module) or `gpt2-small-shaped` (make_fixtures.GPT);
+MODEL is `bundled` (reference_models.induction_model) or `gpt2-small-shaped` (reference_models.GPT);
 the module's weights are loaded from FILE, the TorchScript file the Node side runs. POSITIONS is a JSON
 list of the target positions, IDS one row of token ids. It prints one JSON line when ready, then
 serves the Node side, which alternates its own runs with these so that drift hits both alike: each
@@ -27,8 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import make_fixtures as fx  # noqa: E402
-import train_induction as ti  # noqa: E402
+from reference_models import GPT, induction_model  # noqa: E402
 
 
 class HookPoint(nn.Module):
@@ -59,7 +58,7 @@ def with_pattern_hook_points(model):
 
 
 def build(name, file):
-    module = ti.induction_model() if name == "bundled" else fx.GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024)
+    module = induction_model() if name == "bundled" else GPT(vocab=50257, d_model=768, n_heads=12, n_layers=12, ctx=1024)
     module.load_state_dict(torch.jit.load(file).state_dict())
     return with_pattern_hook_points(module.eval())
 

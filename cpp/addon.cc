@@ -1,21 +1,23 @@
 // The JS bridge: module initialisation and the free functions of the binding. Each class lives in
-// its own file; lib/binding.ts declares the shape of what is exported here.
+// its own file; lib/core/binding.ts declares the shape of what is exported here.
 #include <napi.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
-#include "abort_token.h"
-#include "addon_state.h"
-#include "cpu_allocator.h"
-#include "cpu_fusion.h"
-#include "errors.h"
-#include "hook_kernel.h"
-#include "inference_thread.h"
-#include "model.h"
-#include "tensor_handle.h"
-#include "tensor_pack.h"
-#include "threads.h"
+#include "hooks/hook_kernel.h"
+#include "js/abort_token.h"
+#include "js/addon_state.h"
+#include "js/errors.h"
+#include "model/model.h"
+#include "runtime/cpu_allocator.h"
+#include "runtime/cpu_fusion.h"
+#include "runtime/inference_thread.h"
+#include "runtime/threads.h"
+#include "tensor/js_memory.h"
+#include "tensor/storage_registry.h"
+#include "tensor/tensor_handle.h"
+#include "tensor/tensor_pack.h"
 
 namespace easyroutine {
 
@@ -105,7 +107,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InstallCpuAllocator();
   ApplyCpuFusionDefault();
   OmpWaitPolicyAtLoad();
-  auto* state = new AddonState(env);
+  auto* state = new AddonState(std::make_shared<StorageRegistry>(env), JsMemoryReleaser::Create(env));
   env.SetInstanceData<AddonState, DestroyState>(state);
 
   Napi::Function tensor = TensorHandle::Define(env);

@@ -24,7 +24,7 @@ export {
   type TensorData,
   type TensorOptions,
   type TensorSource,
-} from './tensor';
+} from './core/tensor';
 export {
   Model,
   loadModel,
@@ -35,7 +35,7 @@ export {
   type ModelOutput,
   type ModuleInfo,
   type NamedShape,
-} from './model';
+} from './core/model';
 export {
   NativeHook,
   nativeHook,
@@ -47,21 +47,21 @@ export {
   type HookMap,
   type HookPoint,
   type HookPointKind,
-} from './hooks';
-export * as builtins from './builtins';
+} from './core/hooks';
+export * as builtins from './easyroutine/builtins';
 export {
   HookedModel,
   type HookedForwardOptions,
   type ExtractCacheOptions,
   type ExtractionBatch,
-  type Intervention,
-  type InterventionType,
   type Prediction,
   type Tokenizer,
-} from './hooked-model';
-export { detectArchitecture, describeArchitecture, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './architecture';
-export { extractionConfig, EXTRACTION_CONFIG_FIELDS, type ExtractionConfig, type LayerHead, type PatternReduction } from './extraction-config';
-export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './activation-cache';
+} from './easyroutine/hooked-model';
+export type { Intervention, InterventionType } from './easyroutine/interventions';
+export { detectArchitecture } from './easyroutine/architecture/detect';
+export { describeArchitecture, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './easyroutine/architecture/mapping';
+export { extractionConfig, EXTRACTION_CONFIG_FIELDS, type ExtractionConfig, type LayerHead, type PatternReduction } from './easyroutine/extraction-config';
+export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './easyroutine/activation-cache';
 export {
   resolveTokenPositions,
   spansFromAttentionMask,
@@ -69,8 +69,8 @@ export {
   type TokenPosition,
   type SequenceSpan,
   type ResolveOptions,
-} from './token-positions';
-export { runtimeInfo, setNumThreads, getNumThreads, setCpuFusion, memoryStats, type RuntimeInfo, type MemoryStats } from './runtime';
+} from './easyroutine/token-positions';
+export { runtimeInfo, setNumThreads, getNumThreads, setCpuFusion, memoryStats, type RuntimeInfo, type MemoryStats } from './core/runtime';
 export {
   EasyroutineError,
   InvalidArgumentError,
@@ -84,4 +84,4 @@ export {
   TorchError,
   AbortError,
   TokenPositionError,
-} from './errors';
+} from './core/errors';

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 python=$(node scripts/libtorch.js --python)
 out=test/fixtures/generated
 version=$("$python" -c 'import torch; print(torch.__version__)')
-if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$version" ] && [ "$out/STAMP" -nt scripts/make_fixtures.py ]; then
+if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$version" ] && [ "$out/STAMP" -nt scripts/make_fixtures.py ] && [ "$out/STAMP" -nt scripts/reference_models.py ]; then
   exit 0
 fi
 echo "easyroutine: generating test fixtures with torch $version ($python)"

@@ -13,362 +13,28 @@ import math
 import os
 import sys
 import warnings
-from typing import Dict, List, Optional, Tuple
+from typing import List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-# ---------------------------------------------------------------- GPT-2-like (nanoGPT layout)
-class GPTAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, ctx: int):
-        super().__init__()
-        self.n_heads = n_heads
-        self.c_attn = nn.Linear(d_model, 3 * d_model)
-        self.c_proj = nn.Linear(d_model, d_model)
-        self.register_buffer("bias", torch.tril(torch.ones(ctx, ctx)).view(1, 1, ctx, ctx))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        hs = C // self.n_heads
-        q = q.view(B, T, self.n_heads, hs).transpose(1, 2)
-        k = k.view(B, T, self.n_heads, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_heads, hs).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))
-        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = att @ v
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
-
-
-class GPTMLP(nn.Module):
-    def __init__(self, d_model: int):
-        super().__init__()
-        self.c_fc = nn.Linear(d_model, 4 * d_model)
-        self.gelu = nn.GELU()
-        self.c_proj = nn.Linear(4 * d_model, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.c_proj(self.gelu(self.c_fc(x)))
-
-
-class GPTBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, ctx: int):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = GPTAttention(d_model, n_heads, ctx)
-        self.ln_2 = nn.LayerNorm(d_model)
-        self.mlp = GPTMLP(d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
-        return x
-
-
-class GPTTransformer(nn.Module):
-    def __init__(self, vocab: int, d_model: int, n_heads: int, n_layers: int, ctx: int, block=GPTBlock):
-        super().__init__()
-        self.wte = nn.Embedding(vocab, d_model)
-        self.wpe = nn.Embedding(ctx, d_model)
-        self.h = nn.ModuleList([block(d_model, n_heads, ctx) for _ in range(n_layers)])
-        self.ln_f = nn.LayerNorm(d_model)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        pos = torch.arange(0, idx.size(1), dtype=torch.long, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        for block in self.h:
-            x = block(x)
-        return self.ln_f(x)
-
-
-class GPT(nn.Module):
-    """`block` builds each layer (GPTBlock; scripts/train_induction.py passes an attention-only one)."""
-
-    def __init__(self, vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16, block=GPTBlock):
-        super().__init__()
-        self.transformer = GPTTransformer(vocab, d_model, n_heads, n_layers, ctx, block)
-        self.lm_head = nn.Linear(d_model, vocab, bias=False)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.transformer(idx))
-
-
-# ---------------------------------------------------------------- Llama-like (HF layout)
-class RMSNorm(nn.Module):
-    def __init__(self, d: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.size(-1) // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-class LlamaAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, ctx: int):
-        super().__init__()
-        self.n_heads = n_heads
-        self.n_kv_heads = n_kv_heads
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=False)
-        self.o_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=False)
-        inv_freq = 1.0 / (10000 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
-        freqs = torch.outer(torch.arange(ctx).float(), inv_freq)
-        emb = torch.cat((freqs, freqs), dim=-1)
-        self.register_buffer("cos_cached", emb.cos())
-        self.register_buffer("sin_cached", emb.sin())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.size()
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        cos = self.cos_cached[:T]
-        sin = self.sin_cached[:T]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        groups = self.n_heads // self.n_kv_heads
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-        scores = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim)
-        mask = torch.full((T, T), float("-inf"), device=x.device).triu(1)
-        scores = scores + mask
-        probs = F.softmax(scores, dim=-1)
-        out = torch.matmul(probs, v).transpose(1, 2).contiguous().view(B, T, -1)
-        return self.o_proj(out)
-
-
-class LlamaMLP(nn.Module):
-    def __init__(self, d_model: int, hidden: int):
-        super().__init__()
-        self.gate_proj = nn.Linear(d_model, hidden, bias=False)
-        self.up_proj = nn.Linear(d_model, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class LlamaDecoderLayer(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, ctx: int):
-        super().__init__()
-        self.input_layernorm = RMSNorm(d_model)
-        self.self_attn = LlamaAttention(d_model, n_heads, n_kv_heads, ctx)
-        self.post_attention_layernorm = RMSNorm(d_model)
-        self.mlp = LlamaMLP(d_model, 2 * d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x))
-        x = x + self.mlp(self.post_attention_layernorm(x))
-        return x
-
-
-class LlamaModel(nn.Module):
-    def __init__(self, vocab: int, d_model: int, n_heads: int, n_kv_heads: int, n_layers: int, ctx: int):
-        super().__init__()
-        self.embed_tokens = nn.Embedding(vocab, d_model)
-        self.layers = nn.ModuleList([LlamaDecoderLayer(d_model, n_heads, n_kv_heads, ctx) for _ in range(n_layers)])
-        self.norm = RMSNorm(d_model)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(input_ids)
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x)
-
-
-class Llama(nn.Module):
-    def __init__(self, vocab=64, d_model=32, n_heads=4, n_kv_heads=2, n_layers=2, ctx=16):
-        super().__init__()
-        self.model = LlamaModel(vocab, d_model, n_heads, n_kv_heads, n_layers, ctx)
-        self.lm_head = nn.Linear(d_model, vocab, bias=False)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.model(input_ids))
-
-
-# ---------------------------------------------------------------- structured inputs and outputs
-class Structured(nn.Module):
-    """Every argument and return kind the JS bridge converts."""
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        pair: Tuple[torch.Tensor, torch.Tensor],
-        items: List[torch.Tensor],
-        scale: float = 2.0,
-        mask: Optional[torch.Tensor] = None,
-        named: Optional[Dict[str, torch.Tensor]] = None,
-        label: str = "none",
-        count: int = 1,
-        flag: bool = False,
-    ) -> Tuple[torch.Tensor, List[torch.Tensor], Dict[str, torch.Tensor], int, str, bool, Optional[torch.Tensor]]:
-        total = x.clone()
-        for item in items:
-            total = total + item
-        masked = x if mask is None else x * mask
-        named_sum = torch.zeros_like(x)
-        if named is not None:
-            for key in named:
-                named_sum = named_sum + named[key]
-        out: Dict[str, torch.Tensor] = {"total": total, "masked": masked, "named": named_sum}
-        return x * scale, [pair[0] + pair[1], pair[0] - pair[1]], out, count * len(items), label, not flag, mask
-
-
-class IntKeyed(nn.Module):
-    def forward(self, x: torch.Tensor) -> Dict[int, torch.Tensor]:
-        return {0: x, 1: x + 1}
-
-
-class TupleOut(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(4, 3)
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        y = self.lin(x)
-        return y, y.relu()
-
-
-class WithDropout(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.drop = nn.Dropout(p=0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(x)
-
-
-# ---------------------------------------------------------------- scripted control flow
-class BranchyAttention(nn.Module):
-    """Plain (non-Final) attributes drive branches, and the softmax sits inside one of them; both
-    instances share one scripted type and graph, so only per-instance folding tells them apart."""
-
-    def __init__(self, d_model: int, n_heads: int, causal: bool):
-        super().__init__()
-        self.causal = causal
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x).chunk(3, dim=-1)
-        hs = C // self.n_heads
-        q = q.view(B, T, self.n_heads, hs).transpose(1, 2)
-        k = k.view(B, T, self.n_heads, hs).transpose(1, 2)
-        v = v.view(B, T, self.n_heads, hs).transpose(1, 2)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(hs)
-        if self.causal:
-            keep = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            scores = scores.masked_fill(keep.logical_not(), float("-inf"))
-            probs = scores.softmax(-1)
-        else:
-            probs = scores.softmax(-1)
-        if self.training:
-            probs = F.dropout(probs, 0.1)
-        return self.out((probs @ v).transpose(1, 2).reshape(B, T, C))
-
-
-class Branchy(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embed = nn.Embedding(32, 16)
-        self.blocks = nn.ModuleList([BranchyAttention(16, 2, True), BranchyAttention(16, 2, False)])
-        self.head = nn.Linear(16, 32)
-
-    def forward(self, ids: torch.Tensor) -> Dict[str, torch.Tensor]:
-        h = self.embed(ids)
-        for block in self.blocks:
-            h = h + block(h)
-        return {"logits": self.head(h), "hidden": h}
-
-
-# ---------------------------------------------------------------- fused attention (torch >= 2.5)
-class SdpaAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, mode: str, ctx: int):
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.mode = n_heads, n_kv_heads, mode
-        self.head_dim = d_model // n_heads
-        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim)
-        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
-        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim)
-        self.o_proj = nn.Linear(d_model, d_model)
-        g = torch.Generator().manual_seed(99)
-        self.register_buffer("bool_mask", (torch.rand(ctx, ctx, generator=g) > 0.4) | torch.eye(ctx, dtype=torch.bool))
-        self.register_buffer("add_mask", torch.randn(ctx, ctx, generator=g))
-
-    def qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        return q, k, v
-
-    def masks(self, T: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.bool_mask[:T, :T], self.add_mask[:T, :T]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.qkv(x)
-        bool_mask, add_mask = self.masks(T)
-        if self.mode == "causal":
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        elif self.mode == "bool":
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=bool_mask)
-        elif self.mode == "additive":
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=add_mask)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, C))
-
-    def internals(self, x: torch.Tensor, edit=None):
-        """The same attention written out: what the hook points must see."""
-        B, T, C = x.shape
-        q, k, v = self.qkv(x)
-        bool_mask, add_mask = self.masks(T)
-        groups = self.n_heads // self.n_kv_heads
-        kr, vr = k.repeat_interleave(groups, 1), v.repeat_interleave(groups, 1)
-        scores = q @ kr.transpose(-2, -1) / math.sqrt(self.head_dim)
-        if self.mode in ("causal", "gqa"):
-            scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
-        elif self.mode == "bool":
-            scores = scores.masked_fill(~bool_mask, float("-inf"))
-        else:
-            scores = scores + add_mask
-        pattern = scores.softmax(-1)
-        if edit is not None:
-            pattern = edit(pattern)
-        head_output = pattern @ vr
-        out = self.o_proj(head_output.transpose(1, 2).reshape(B, T, C))
-        return dict(queries=q, keys=k, values=v, scores=scores, pattern=pattern, head_output=head_output), out
-
-
-class SdpaModel(nn.Module):
-    MODES = ("causal", "bool", "additive", "gqa")
-
-    def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d_model)
-        self.layers = nn.ModuleList([SdpaAttention(d_model, n_heads, 2 if m == "gqa" else n_heads, m, ctx) for m in self.MODES])
-        self.head = nn.Linear(d_model, vocab)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids)
-        for layer in self.layers:
-            h = h + layer(h)
-        return self.head(h)
+sys.path.insert(0, os.path.dirname(__file__))
+from reference_models import (  # noqa: E402
+    GPT,
+    INDUCTION_CONFIG,
+    Branchy,
+    IntKeyed,
+    Llama,
+    SdpaModel,
+    Structured,
+    TupleOut,
+    WithDropout,
+    load_induction_model,
+    repeated_batch,
+    repeated_half_loss,
+    rotate_half,
+)
 
 
 FAMILIES = {
@@ -624,12 +290,10 @@ def build_induction(out_dir: str):
     """References for the demo's study on the bundled model (models/induction-2l.pt), computed on its
     nn.Module with PyTorch's hooks: each head's pattern, induction and previous-token scores, and the
     repeated-half loss before and after zero-ablating heads."""
-    import train_induction as ti
-
     bundled = os.path.join(os.path.dirname(__file__), "..", "models", "induction-2l.pt")
-    model = ti.load(bundled)
-    half, layers, heads = ti.CONFIG["half"], ti.CONFIG["n_layers"], ti.CONFIG["n_heads"]
-    ids = ti.repeated_batch(torch.Generator().manual_seed(3), 4)
+    model = load_induction_model(bundled)
+    half, layers, heads = INDUCTION_CONFIG["half"], INDUCTION_CONFIG["n_layers"], INDUCTION_CONFIG["n_heads"]
+    ids = repeated_batch(torch.Generator().manual_seed(3), 4)
     seq = ids.shape[1]
     inputs = {}
     handles = [model.transformer.h[i].attn.register_forward_hook(lambda m, args, out, i=i: inputs.__setitem__(i, args[0])) for i in range(layers)]
@@ -657,7 +321,7 @@ def build_induction(out_dir: str):
             out = model(ids)
         for hook in hooks:
             hook.remove()
-        return ti.repeated_half_loss(out, ids).item()
+        return repeated_half_loss(out, ids).item()
 
     losses = {"none": loss_without([]), "L1H1": loss_without([(1, 1)]), "L0H0": loss_without([(0, 0)])}
     with open(os.path.join(out_dir, "induction.json"), "w") as f:

@@ -19,38 +19,12 @@ import time
 import warnings
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
-from make_fixtures import GPT, GPTAttention  # noqa: E402  (the GPT-2 model of the test fixtures)
+from reference_models import INDUCTION_CONFIG as CONFIG, induction_model, repeated_batch, repeated_half_loss  # noqa: E402
 
-CONFIG = dict(vocab=64, d_model=64, n_heads=4, n_layers=2, half=16, bos=0)
-CONFIG["ctx"] = 2 * CONFIG["half"] + 1
 TRAINING = dict(seed=0, steps=4000, batch=64, lr=3e-3, weight_decay=0.01)
-
-
-class AttnOnlyBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, ctx: int):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.attn = GPTAttention(d_model, n_heads, ctx)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.attn(self.ln_1(x))
-
-
-def induction_model() -> nn.Module:
-    """The GPT-2 layout of the test fixtures (transformer.h.{i}.attn, lm_head) without MLPs."""
-    return GPT(**{k: CONFIG[k] for k in ("vocab", "d_model", "n_heads", "n_layers", "ctx")}, block=AttnOnlyBlock)
-
-
-def repeated_batch(generator: torch.Generator, batch: int):
-    """[batch, 2 * half + 1]: BOS, half random tokens (never BOS), the same tokens again."""
-    half = CONFIG["half"]
-    tokens = torch.randint(1, CONFIG["vocab"], (batch, half), generator=generator)
-    bos = torch.full((batch, 1), CONFIG["bos"], dtype=torch.long)
-    return torch.cat([bos, tokens, tokens], dim=1)
 
 
 def training_batch(generator: torch.Generator, batch: int):
@@ -71,21 +45,6 @@ def training_batch(generator: torch.Generator, batch: int):
         ids[row, second : second + length] = ids[row, start : start + length]
         predictable[row, second : second + length - 1] = True  # position p predicts p + 1
     return ids, predictable
-
-
-def repeated_half_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Mean next-token loss where the next token is in the repeated half (predictable by induction)."""
-    half = CONFIG["half"]
-    predictions = logits[:, half + 1 : -1]  # positions whose next token is a repeat
-    targets = ids[:, half + 2 :]
-    return F.cross_entropy(predictions.reshape(-1, predictions.size(-1)), targets.reshape(-1))
-
-
-def load(path: str) -> nn.Module:
-    """The nn.Module with the weights of a saved TorchScript file (for references and benchmarks)."""
-    model = induction_model()
-    model.load_state_dict(torch.jit.load(path).state_dict())
-    return model.eval()
 
 
 def main():

@@ -3,9 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ActivationCache, cacheKeyGroup, formatBytes } from '../lib/activation-cache';
-import { InvalidArgumentError } from '../lib/errors';
-import { tensor, type Tensor } from '../lib/tensor';
+import { ActivationCache, cacheKeyGroup, formatBytes, InvalidArgumentError, tensor, type Tensor } from '../lib/index';
 import { expectThrows, numbers, root } from './helpers';
 
 function batch(offset: number): ActivationCache {

@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeArchitecture, detectArchitecture } from '../lib/architecture';
-import { InvalidArgumentError } from '../lib/errors';
-import { loadModel } from '../lib/model';
+import { describeArchitecture, detectArchitecture, InvalidArgumentError, loadModel } from '../lib/index';
 import { expectThrows, fixture } from './helpers';
 
 describe.each(['traced', 'scripted'])('architecture mapping (%s)', (kind) => {

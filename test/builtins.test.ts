@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import * as builtins from '../lib/builtins';
-import { HookedModel } from '../lib/hooked-model';
-import { tensor, type Tensor } from '../lib/index';
+import { builtins, HookedModel, tensor, type Tensor } from '../lib/index';
 import { fixture, maxDiffToReference, reference, type FamilyReference, type HookReference } from './helpers';
 
 const refs = reference<HookReference>('gpt2_hooks.json');

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, TokenPositionError } from '../lib/errors';
-import { EXTRACTION_CONFIG_FIELDS, extractionConfig } from '../lib/extraction-config';
+import { InvalidArgumentError, TokenPositionError, EXTRACTION_CONFIG_FIELDS, extractionConfig } from '../lib/index';
 import { expectThrows } from './helpers';
 
 describe('ExtractionConfig', () => {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DisposedError, InvalidArgumentError, ShapeError, TokenPositionError, memoryStats, tensor, type Tensor } from '../lib/index';
-import { HookedModel } from '../lib/hooked-model';
+import { DisposedError, InvalidArgumentError, ShapeError, TokenPositionError, memoryStats, tensor, type Tensor, HookedModel } from '../lib/index';
 import { decode, expectThrows, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
 
 /** A reference as nested access: value(b, i, j, ...) over its shape. */

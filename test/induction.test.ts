@@ -4,8 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HookedModel } from '../lib/hooked-model';
-import { tensor } from '../lib/index';
+import { HookedModel, tensor } from '../lib/index';
 // @ts-expect-error: a plain ES module without types
 import * as study from '../examples/induction-study.mjs';
 import { decode, maxAbsDiff, reference, root, type EncodedTensor } from './helpers';

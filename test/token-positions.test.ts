@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenPositionError } from '../lib/errors';
-import { resolveTokenPositions, spansFromAttentionMask, validateTokenPosition } from '../lib/token-positions';
+import { TokenPositionError, resolveTokenPositions, spansFromAttentionMask, validateTokenPosition } from '../lib/index';
 import { expectThrows } from './helpers';
 
 const seven = { offset: 0, length: 7 };

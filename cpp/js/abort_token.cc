@@ -1,0 +1,28 @@
+#include "js/abort_token.h"
+
+#include "js/addon_state.h"
+
+namespace easyroutine {
+
+Napi::Function AbortToken::Define(Napi::Env env) {
+  return DefineClass(env, "AbortToken",
+                     {InstanceMethod<&AbortToken::Abort>("abort"), InstanceMethod<&AbortToken::Aborted>("aborted")});
+}
+
+AbortToken::AbortToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AbortToken>(info) {}
+
+AbortFlag AbortToken::FlagOf(Napi::Env env, Napi::Value value) {
+  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(AddonState::Get(env).abortTokenConstructor.Value())) {
+    return Unwrap(value.As<Napi::Object>())->flag_;
+  }
+  return std::make_shared<std::atomic<bool>>(false);
+}
+
+Napi::Value AbortToken::Abort(const Napi::CallbackInfo& info) {
+  flag_->store(true);
+  return info.Env().Undefined();
+}
+
+Napi::Value AbortToken::Aborted(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), flag_->load()); }
+
+}  // namespace easyroutine

@@ -1,0 +1,42 @@
+// Tensors that kernels collected, held natively until JS reads one. A forward's results then cost
+// one JS object, not one handle per tensor (a handle costs microseconds to make and to collect), and
+// a result that is never read is never wrapped. JS takes a slot once (it becomes a handle) or
+// releases it; the pack frees what is left when it is collected.
+#pragma once
+
+#include <napi.h>
+#include <torch/script.h>
+
+#include <memory>
+#include <vector>
+
+#include "tensor/storage_registry.h"
+
+namespace easyroutine {
+
+class TensorPack : public Napi::ObjectWrap<TensorPack> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // The pack behind `value`, or nullptr when it is not one.
+  static TensorPack* From(Napi::Env env, Napi::Value value);
+
+  explicit TensorPack(const Napi::CallbackInfo& info);
+  ~TensorPack() override;
+
+  // Holds `tensor` in a new slot and returns the slot's number.
+  uint32_t Add(at::Tensor tensor);
+
+ private:
+  at::Tensor& Slot(const Napi::CallbackInfo& info, const char* method);
+  void Empty(at::Tensor& slot);
+
+  // take(slot): the slot's tensor as a NativeTensor; the slot is emptied.
+  Napi::Value Take(const Napi::CallbackInfo& info);
+  // release(slot): drops the slot's tensor. Idempotent.
+  Napi::Value Release(const Napi::CallbackInfo& info);
+
+  std::vector<at::Tensor> slots_;
+  std::shared_ptr<StorageRegistry> storages_;
+};
+
+}  // namespace easyroutine

@@ -1,0 +1,163 @@
+/**
+ * Loads the native addon and declares its shape. Everything else in lib/ talks to libtorch through
+ * this module only.
+ * @internal
+ * @module
+ */
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { isMainThread } from 'node:worker_threads';
+import { errorClasses } from './errors';
+
+/** A TypedArray that can hold tensor data. */
+export type TensorData =
+  | Float32Array
+  | Float64Array
+  | BigInt64Array
+  | Int32Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array
+  | Uint16Array;
+
+/** One item of an index expression, as the addon takes it. */
+export type NativeIndexItem = number | boolean | null | '...' | { start?: number; stop?: number; step?: number } | NativeTensor;
+
+export interface NativeTensor {
+  shape(): number[];
+  strides(): number[];
+  dtype(): string;
+  device(): string;
+  numel(): number;
+  isContiguous(): boolean;
+  requiresGrad(): boolean;
+  data(): [TensorData, boolean];
+  copyData(): TensorData;
+  write(values: TensorData): void;
+  toFloat32Array(): Float32Array;
+  to(device: string | null, dtype: string | null): NativeTensor;
+  contiguous(): NativeTensor;
+  clone(): NativeTensor;
+  reshape(shape: number[]): NativeTensor;
+  view(shape: number[]): NativeTensor;
+  index(items: NativeIndexItem[]): NativeTensor;
+  item(): number | boolean | bigint;
+  toArray(): unknown;
+  sameStorage(other: NativeTensor): boolean;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeModuleInfo {
+  path: string;
+  type: string;
+  parameters: { name: string; shape: number[] }[];
+  buffers: { name: string; shape: number[] }[];
+}
+
+export interface NativeAbortToken {
+  abort(): void;
+  aborted(): boolean;
+}
+
+/** Tensors a kernel collected, held natively until one is taken (see cpp/tensor/tensor_pack.h). */
+export interface NativeTensorPack {
+  /** The slot's tensor as a handle; the slot is emptied. */
+  take(slot: number): NativeTensor;
+  /** Drops the slot's tensor (idempotent). */
+  release(slot: number): void;
+}
+
+export interface NativeKernel {
+  /** With a pack, tensors go into its slots and their slot numbers stand in their place. */
+  results(pack?: NativeTensorPack): unknown;
+  reset(): void;
+  configure(options: Record<string, unknown>): void;
+  name(): string;
+}
+
+export interface NativeHookPoint {
+  name: string;
+  module: string;
+  type: string;
+  kind: string;
+  layer: number | null;
+}
+
+export interface NativeModel {
+  hookPoints(): NativeHookPoint[];
+  hookPointShapes(args: unknown[]): [string, number[] | null][];
+  hookedGraph(names: string[]): { graph: string; buildMilliseconds: number; sites: number };
+  validateHookPoints(names: string[]): void;
+  modules(): NativeModuleInfo[];
+  parameters(): [string, NativeTensor][];
+  signature(): string;
+  forward(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }): unknown;
+  forwardAsync(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }, token: NativeAbortToken | null): Promise<unknown>;
+  setTraining(training: boolean): void;
+  isTraining(): boolean;
+  device(): string;
+  dispose(): void;
+  isDisposed(): boolean;
+}
+
+export interface NativeRuntimeInfo {
+  libtorchVersion: string;
+  cudaBuild: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  externalBuffers: boolean;
+  cpuFusion: boolean;
+  openBlasThreads: number | null;
+  ompWaitPolicy: string | null;
+}
+
+export interface NativeBinding {
+  NativeTensor: abstract new (...args: never[]) => NativeTensor;
+  NativeModel: abstract new (...args: never[]) => NativeModel;
+  AbortToken: new () => NativeAbortToken;
+  NativeKernel: abstract new (...args: never[]) => NativeKernel;
+  NativeTensorPack: new () => NativeTensorPack;
+  createKernel(name: string, options: Record<string, unknown>): NativeKernel;
+  kernelNames(): Record<string, string>;
+  setErrorClasses(classes: typeof errorClasses): void;
+  fromTypedArray(data: TensorData | Uint8ClampedArray, shape: number[], dtype: string | null, share: boolean): NativeTensor;
+  loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
+  cat(tensors: NativeTensor[], dim: number): NativeTensor;
+  stack(tensors: NativeTensor[], dim: number): NativeTensor;
+  grad(output: NativeTensor, inputs: NativeTensor[]): (NativeTensor | null)[];
+  setNumThreads(count: number): void;
+  getNumThreads(): number;
+  setCpuFusion(enabled: boolean): void;
+  runtimeInfo(): NativeRuntimeInfo;
+  memoryStats(): { externalBytes: number; storages: number };
+  prepareForExit(): void;
+}
+
+function load(): NativeBinding {
+  const requireNative = createRequire(__filename);
+  // EASYROUTINE_ADDON selects a specific build (e.g. the copy-only variant tested in CI).
+  const explicit = process.env.EASYROUTINE_ADDON;
+  // libgomp reads OMP_WAIT_POLICY once, when libtorch loads it (here). By default its idle intra-op
+  // threads spin after each parallel region, taking the cores from threads that still have work
+  // (OpenBLAS's, V8's GC helpers, libuv's): on 2 cores, forwards of the bundled model at 2 threads
+  // stalled for milliseconds in some runs. Passive threads sleep at once. A policy the user set wins,
+  // and the environment is restored, so child processes see the user's own.
+  const policy = process.env.OMP_WAIT_POLICY;
+  if (policy === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
+  let binding: NativeBinding;
+  try {
+    binding = explicit ? requireNative(path.resolve(explicit)) : requireNative('node-gyp-build')(path.join(__dirname, '..', '..'));
+  } finally {
+    if (policy === undefined) delete process.env.OMP_WAIT_POLICY;
+  }
+  binding.setErrorClasses(errorClasses);
+  // Inference threads must stop while libtorch is still whole: the 'exit' event comes before any C++
+  // exit handler. Only the main thread's exit ends the process (a worker's ends its environment,
+  // whose cleanup hooks stop that worker's threads).
+  if (isMainThread) process.once('exit', () => binding.prepareForExit());
+  return binding;
+}
+
+/** The addon, loaded once per environment (main thread or worker). */
+export const native: NativeBinding = load();

@@ -1,0 +1,422 @@
+/**
+ * ActivationCache: what an extraction returns, a map from keys (`resid_out_3`, `pattern_L1H2`, ...)
+ * to tensors and other values, that merges batch after batch and saves as safetensors.
+ *
+ * Merging ({@link ActivationCache.cat}): both caches must have the same keys; tensors are
+ * concatenated on dim 0 when their other dimensions agree, else stacked, else kept as a list; keys
+ * with a registered aggregation use it (defaults: `mapping_index` keeps the newest, `token_dict` and
+ * `offset` concatenate lists, `last_layernorm` concatenates each statistic). In deferred mode merges
+ * are queued and done once, which turns n concatenations of growing tensors into one.
+ *
+ * Differences from easyroutine, on purpose: sizes below 1 KB print in bytes, the grouped memory
+ * tree groups every `<name>_L{l}H{h}` key (easyroutine misses `head_values_L*H*`), and the cache
+ * saves to safetensors (readable by Python's `safetensors`) instead of pickle.
+ * @module
+ */
+import * as fs from 'node:fs';
+import { InvalidArgumentError } from '../core/errors';
+import { Tensor, cat, fromTypedArray, stack, type DType, type Device } from '../core/tensor';
+
+/** A value held by the cache. */
+export type CacheValue = Tensor | number | string | boolean | null | CacheValue[] | { [key: string]: CacheValue };
+
+type CacheObject = { [key: string]: CacheValue };
+
+/** Merges the value already in the cache with the incoming one. */
+export type Aggregation = (current: CacheValue, incoming: CacheValue) => CacheValue;
+
+function isTensor(value: unknown): value is Tensor {
+  return value instanceof Tensor;
+}
+
+function isPlainObject(value: unknown): value is CacheObject {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !isTensor(value);
+}
+
+/** Concatenates on dim 0 when the other dimensions agree, else stacks equal shapes, else lists. */
+function mergeValues(current: CacheValue, incoming: CacheValue): CacheValue {
+  if (isTensor(current) && isTensor(incoming)) {
+    const a = current.shape;
+    const b = incoming.shape;
+    if (a.length > 0 && a.length === b.length && a.every((d, i) => i === 0 || d === b[i])) return cat([current, incoming], 0);
+    if (a.length === b.length && a.every((d, i) => d === b[i])) return stack([current, incoming], 0);
+    return [current, incoming];
+  }
+  if (Array.isArray(current)) return [...current, ...(Array.isArray(incoming) ? incoming : [incoming])];
+  return [current, incoming];
+}
+
+function concatLists(current: CacheValue, incoming: CacheValue): CacheValue {
+  const list = (v: CacheValue) => (Array.isArray(v) ? v : [v]);
+  return [...list(current), ...list(incoming)];
+}
+
+function perStatistic(current: CacheValue, incoming: CacheValue): CacheValue {
+  if (!isPlainObject(current) || !isPlainObject(incoming)) return mergeValues(current, incoming);
+  const out: CacheObject = {};
+  for (const key of Object.keys(current)) out[key] = key in incoming ? mergeValues(current[key] as CacheValue, incoming[key] as CacheValue) : (current[key] as CacheValue);
+  return out;
+}
+
+const DEFAULT_AGGREGATIONS: [string, Aggregation][] = [
+  ['mapping_index', (_, incoming) => incoming],
+  ['token_dict', concatLists],
+  ['offset', concatLists],
+  ['last_layernorm', perStatistic],
+];
+
+function nbytes(value: CacheValue | undefined): number {
+  if (value === undefined || value === null) return 0;
+  if (isTensor(value)) return value.numel * BYTES[value.dtype as DType];
+  if (Array.isArray(value)) return value.reduce((sum: number, v) => sum + nbytes(v), 0);
+  if (isPlainObject(value)) return Object.values(value).reduce((sum: number, v) => sum + nbytes(v), 0);
+  return 0;
+}
+
+const BYTES: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+
+/** "512 B", "4.00 KB", "1.50 MB": decimal units, two decimals from 1 KB. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(2)} ${units[unit]}`;
+}
+
+/** `resid_out_3` -> `resid_out`, `pattern_L1H2` -> `pattern_L1`, `head_values_L0H3` -> `head_values_L0`. */
+export function cacheKeyGroup(key: string): string {
+  const perHead = /^(.*_L\d+)H\d+$/.exec(key);
+  if (perHead) return perHead[1]!;
+  const perLayer = /^(.*?)_(\d+)$/.exec(key);
+  if (perLayer) return perLayer[1]!;
+  return key;
+}
+
+/** Keys and values of an extraction; see the module documentation. */
+export class ActivationCache implements Iterable<[string, CacheValue]>, Disposable {
+  #values = new Map<string, CacheValue>();
+  #info = new Map<string, string>();
+  #aggregations = new Map<string, Aggregation>(DEFAULT_AGGREGATIONS);
+  #deferred: ActivationCache[] | undefined;
+  /** Free-form description of how the cache was made (positions, model, config, interventions). */
+  metadata: Record<string, unknown> = {};
+
+  /** The value of `key`, or undefined. */
+  get(key: string): CacheValue | undefined {
+    return this.#values.get(key);
+  }
+
+  /** The tensor at `key`; throws an {@link InvalidArgumentError} when it is missing or not a tensor. */
+  tensor(key: string): Tensor {
+    const value = this.#values.get(key);
+    if (!isTensor(value)) {
+      throw new InvalidArgumentError(value === undefined ? `no key '${key}' in the cache (it has ${this.size} keys)` : `'${key}' holds a ${Array.isArray(value) ? 'list' : typeof value}, not a tensor`);
+    }
+    return value;
+  }
+
+  set(key: string, value: CacheValue): this {
+    this.#values.set(key, value);
+    return this;
+  }
+
+  /** Stores a value with a description of its shape or meaning, e.g. `[batch, position, d_model]`. */
+  addWithInfo(key: string, value: CacheValue, info: string): this {
+    this.#values.set(key, value);
+    this.#info.set(key, info);
+    return this;
+  }
+
+  /** The description given to {@link ActivationCache.addWithInfo}. */
+  info(key: string): string | undefined {
+    return this.#info.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.#values.has(key);
+  }
+
+  delete(key: string): boolean {
+    this.#info.delete(key);
+    return this.#values.delete(key);
+  }
+
+  keys(): string[] {
+    return [...this.#values.keys()];
+  }
+
+  values(): CacheValue[] {
+    return [...this.#values.values()];
+  }
+
+  entries(): [string, CacheValue][] {
+    return [...this.#values.entries()];
+  }
+
+  get size(): number {
+    return this.#values.size;
+  }
+
+  [Symbol.iterator](): Iterator<[string, CacheValue]> {
+    return this.#values.entries();
+  }
+
+  /** Sets every key of `other` (overwriting). */
+  update(other: ActivationCache | Record<string, CacheValue>): this {
+    const entries = other instanceof ActivationCache ? other.entries() : Object.entries(other);
+    for (const [key, value] of entries) this.#values.set(key, value);
+    if (other instanceof ActivationCache) for (const [key, info] of other.#info) this.#info.set(key, info);
+    return this;
+  }
+
+  /** Merges keys starting with `prefix` with `fn` from now on (the longest matching prefix wins). */
+  registerAggregation(prefix: string, fn: Aggregation): void {
+    this.#aggregations.set(prefix, fn);
+  }
+
+  removeAggregation(prefix: string): void {
+    this.#aggregations.delete(prefix);
+  }
+
+  #aggregationFor(key: string): Aggregation {
+    let best: [string, Aggregation] | undefined;
+    for (const entry of this.#aggregations) if (key.startsWith(entry[0]) && (!best || entry[0].length > best[0].length)) best = entry;
+    return best ? best[1] : mergeValues;
+  }
+
+  /**
+   * Merges another batch into this cache. An empty cache takes `other`'s values; otherwise the key
+   * sets must match (an {@link InvalidArgumentError} lists the differences).
+   */
+  cat(other: ActivationCache): this {
+    if (this.#deferred) {
+      this.#deferred.push(other);
+      return this;
+    }
+    this.#merge([other]);
+    return this;
+  }
+
+  #merge(batches: ActivationCache[]): void {
+    const pending: ActivationCache[] = [];
+    for (const other of batches) {
+      if (other === this || other.size === 0) continue;
+      if (this.size === 0) {
+        this.update(other);
+        continue;
+      }
+      pending.push(other);
+      const missing = this.keys().filter((k) => !other.has(k));
+      const extra = other.keys().filter((k) => !this.has(k));
+      if (missing.length || extra.length) {
+        throw new InvalidArgumentError(
+          `ActivationCache.cat: key sets differ (missing from the new batch: ${missing.join(', ') || 'none'}; only in the new batch: ${extra.join(', ') || 'none'})`,
+        );
+      }
+    }
+    if (pending.length === 0) return;
+    for (const key of this.keys()) {
+      const aggregate = this.#aggregationFor(key);
+      if (aggregate === mergeValues && pending.every((b) => isTensor(b.get(key))) && isTensor(this.get(key))) {
+        const all = [this.get(key) as Tensor, ...pending.map((b) => b.get(key) as Tensor)];
+        const first = all[0]!.shape;
+        const catable = first.length > 0 && all.every((t) => t.shape.length === first.length && t.shape.every((d, i) => i === 0 || d === first[i]));
+        if (catable) {
+          this.#values.set(key, cat(all, 0));
+          continue;
+        }
+      }
+      let value = this.get(key) as CacheValue;
+      for (const batch of pending) value = aggregate(value, batch.get(key) as CacheValue);
+      this.#values.set(key, value);
+    }
+  }
+
+  /**
+   * Queues merges until the returned handle is disposed, then merges them all at once (one
+   * concatenation per key). `using deferred = cache.deferredMode();`
+   */
+  deferredMode(): Disposable {
+    if (this.#deferred) throw new InvalidArgumentError('ActivationCache.deferredMode: already deferred');
+    this.#deferred = [];
+    return {
+      [Symbol.dispose]: () => {
+        const queued = this.#deferred ?? [];
+        this.#deferred = undefined;
+        if (this.size === 0 && queued.length > 0) this.update(queued.shift()!);
+        this.#merge(queued);
+      },
+    };
+  }
+
+  /** Adds entries to {@link ActivationCache.metadata}. */
+  addMetadata(entries: Record<string, unknown>): this {
+    Object.assign(this.metadata, entries);
+    return this;
+  }
+
+  /** A cache whose tensors are on `device` (other values shared). */
+  to(device: string): ActivationCache {
+    const out = new ActivationCache();
+    const move = (value: CacheValue): CacheValue => {
+      if (isTensor(value)) return value.to(device as Device);
+      if (Array.isArray(value)) return value.map(move);
+      if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, move(v)]));
+      return value;
+    };
+    for (const [key, value] of this.#values) out.#values.set(key, move(value));
+    out.#info = new Map(this.#info);
+    out.#aggregations = new Map(this.#aggregations);
+    out.metadata = { ...this.metadata };
+    return out;
+  }
+
+  cpu(): ActivationCache {
+    return this.to('cpu');
+  }
+
+  /** The bytes held by tensors, of one key or all, as text ("4.00 KB"). */
+  memorySize(key?: string): string {
+    return formatBytes(key === undefined ? this.values().reduce((sum: number, v) => sum + nbytes(v), 0) : nbytes(this.#values.get(key)));
+  }
+
+  /** Bytes per key, or per group of keys (`resid_out_*` -> `resid_out`, `pattern_L1H*` -> `pattern_L1`). */
+  memoryTree(grouped = false): Record<string, string> {
+    const totals = new Map<string, number>();
+    for (const [key, value] of this.#values) {
+      const name = grouped ? cacheKeyGroup(key) : key;
+      totals.set(name, (totals.get(name) ?? 0) + nbytes(value));
+    }
+    return Object.fromEntries([...totals].map(([k, v]) => [k, formatBytes(v)]));
+  }
+
+  /**
+   * Releases every tensor the cache holds (nested ones too) and empties it. Tensors are released by
+   * GC otherwise; disposing right away keeps memory flat in loops (`using cache = model.forward(...)`).
+   */
+  dispose(): void {
+    const release = (value: CacheValue) => {
+      if (isTensor(value)) value.dispose();
+      else if (Array.isArray(value)) value.forEach(release);
+      else if (isPlainObject(value)) Object.values(value).forEach(release);
+    };
+    for (const value of this.#values.values()) release(value);
+    this.#values.clear();
+    this.#info.clear();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Saves as a safetensors file: tensors by key (nested ones as `key.sub` / `key.0`), everything else in its metadata. */
+  save(path: string): void {
+    fs.writeFileSync(path, encodeSafetensors(this));
+  }
+
+  /** Loads a file written by {@link ActivationCache.save} (or any safetensors file: its tensors become keys). */
+  static load(path: string): ActivationCache {
+    return decodeSafetensors(fs.readFileSync(path));
+  }
+}
+
+// ---------------------------------------------------------------- safetensors
+
+const SAFETENSORS_DTYPE: Record<DType, string> = {
+  float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+};
+const FROM_SAFETENSORS = Object.fromEntries(Object.entries(SAFETENSORS_DTYPE).map(([k, v]) => [v, k as DType]));
+
+type Layout = { tensor: string } | { list: Layout[] } | { object: Record<string, Layout> } | { value: unknown };
+
+function encodeSafetensors(cache: ActivationCache): Buffer {
+  const tensors: [string, Tensor][] = [];
+  const describe = (value: CacheValue, name: string): Layout => {
+    if (isTensor(value)) {
+      tensors.push([name, value]);
+      return { tensor: name };
+    }
+    if (Array.isArray(value)) return { list: value.map((v, i) => describe(v, `${name}.${i}`)) };
+    if (isPlainObject(value)) return { object: Object.fromEntries(Object.entries(value).map(([k, v]) => [k, describe(v, `${name}.${k}`)])) };
+    return { value };
+  };
+  const layout: Record<string, Layout> = {};
+  for (const [key, value] of cache) layout[key] = describe(value, key);
+  const info = Object.fromEntries(cache.keys().filter((k) => cache.info(k) !== undefined).map((k) => [k, cache.info(k)]));
+
+  const header: Record<string, unknown> = {};
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  for (const [name, tensor] of tensors) {
+    const data = tensor.to('cpu').contiguous().copyData();
+    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    header[name] = { dtype: SAFETENSORS_DTYPE[tensor.dtype as DType], shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  header['__metadata__'] = {
+    'easyroutine.layout': JSON.stringify(layout),
+    'easyroutine.info': JSON.stringify(info),
+    'easyroutine.metadata': JSON.stringify(cache.metadata),
+  };
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padding = (8 - (json.length % 8)) % 8;  // keeps the data 8-byte aligned, as the reference writer does
+  json = Buffer.concat([json, Buffer.alloc(padding, 0x20)]);
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([size, json, ...chunks]);
+}
+
+const TYPED: Record<DType, new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView> = {
+  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int64: BigInt64Array,
+  int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
+};
+
+function decodeSafetensors(file: Buffer): ActivationCache {
+  if (file.length < 8) throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (shorter than its header size)');
+  const headerSize = Number(file.readBigUInt64LE(0));
+  if (headerSize > file.length - 8) throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (header size beyond the end)');
+  type Entry = { dtype: string; shape: number[]; data_offsets: [number, number] };
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(file.subarray(8, 8 + headerSize).toString('utf8'));
+  } catch {
+    throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (header is not JSON)');
+  }
+  const base = 8 + headerSize;
+  const tensors = new Map<string, Tensor>();
+  for (const [name, raw] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const entry = raw as Entry;
+    const dtype = FROM_SAFETENSORS[entry.dtype];
+    if (!dtype) throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' has dtype ${entry.dtype}, which easyroutine does not hold`);
+    const [begin, end] = entry.data_offsets;
+    const copy = new ArrayBuffer(end - begin);
+    new Uint8Array(copy).set(file.subarray(base + begin, base + end));
+    const view = new TYPED[dtype](copy, 0, (end - begin) / BYTES[dtype]);
+    tensors.set(name, fromTypedArray(view as never, entry.shape, { dtype }));
+  }
+  const cache = new ActivationCache();
+  const meta = (header['__metadata__'] ?? {}) as Record<string, string>;
+  const layout: Record<string, Layout> | undefined = meta['easyroutine.layout'] ? JSON.parse(meta['easyroutine.layout']) : undefined;
+  const build = (l: Layout): CacheValue => {
+    if ('tensor' in l) return tensors.get(l.tensor)!;
+    if ('list' in l) return l.list.map(build);
+    if ('object' in l) return Object.fromEntries(Object.entries(l.object).map(([k, v]) => [k, build(v)]));
+    return l.value as CacheValue;
+  };
+  if (layout) {
+    for (const [key, l] of Object.entries(layout)) cache.set(key, build(l));
+  } else {
+    for (const [name, t] of tensors) cache.set(name, t);
+  }
+  const info: Record<string, string> = meta['easyroutine.info'] ? JSON.parse(meta['easyroutine.info']) : {};
+  for (const [key, text] of Object.entries(info)) cache.addWithInfo(key, cache.get(key)!, text);
+  cache.metadata = meta['easyroutine.metadata'] ? JSON.parse(meta['easyroutine.metadata']) : {};
+  return cache;
+}

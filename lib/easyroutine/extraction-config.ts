@@ -1,0 +1,174 @@
+/**
+ * ExtractionConfig: what an extraction saves, with every field of easyroutine's, in camelCase
+ * (the Python snake_case names are accepted too). Unknown fields and bad values throw an
+ * {@link InvalidArgumentError} naming the field and what it accepts.
+ * @module
+ */
+import { InvalidArgumentError } from '../core/errors';
+import { validateTokenPosition, type TokenPosition } from './token-positions';
+
+/** A head of a layer, for {@link ExtractionConfig.attnHeads}. */
+export interface LayerHead {
+  layer: number;
+  head: number;
+}
+
+/** How attention pattern blocks are reduced (see easyroutine's attention_pattern_head). */
+export type PatternReduction = 'none' | 'mean' | 'sum' | 'baseline_ratio';
+
+/** What an extraction saves. Every flag defaults to false unless noted. */
+export interface ExtractionConfig {
+  /** `embeddings`: the input of block 0. */
+  extractEmbed: boolean;
+  /** `resid_in_{i}`: the residual stream entering block i. */
+  extractResidIn: boolean;
+  /** `resid_mid_{i}`: the true mid-block residual (resid_in + attn_out); easyroutine saved the normalized MLP input here. */
+  extractResidMid: boolean;
+  /** `resid_out_{i}`: the residual stream leaving block i. */
+  extractResidOut: boolean;
+  /** `resid_in_post_layernorm_{i}`: the normalized attention input (the same value as attn_in). */
+  extractResidInPostLayernorm: boolean;
+  /** `pattern_L{l}H{h}`: attention patterns at the target positions (or their block reductions). */
+  extractAttnPattern: boolean;
+  /** `avg_pattern_L{l}H{h}`: the running mean of the patterns over batches (extraction over a dataset). */
+  extractAvgAttnPattern: boolean;
+  /** `projected_value_L{l}H{h}`: each head's values projected by its W_O block, `[B, n, d_model]`. */
+  extractHeadValuesProjected: boolean;
+  /** `projected_key_L{l}H{h}`: each head's keys projected to the residual (easyroutine crashed here). */
+  extractHeadKeysProjected: boolean;
+  /** `projected_query_L{l}H{h}`: each head's queries projected to the residual (easyroutine crashed here). */
+  extractHeadQueriesProjected: boolean;
+  /** `head_keys_L{l}H{h}`: per-head keys (kv head h // (H / Hkv) under GQA; easyroutine returned head 0). */
+  extractHeadKeys: boolean;
+  /** `head_values_L{l}H{h}`: per-head values (as for keys). */
+  extractHeadValues: boolean;
+  /** `head_queries_L{l}H{h}`: per-head queries. */
+  extractHeadQueries: boolean;
+  /** `values_L{i}`: all values, `[B, n, Hkv * d_head]`. */
+  extractValues: boolean;
+  /** `keys_L{i}`: all keys, `[B, n, Hkv * d_head]`. */
+  extractKeys: boolean;
+  /** `queries_L{i}`: all queries, `[B, n, H * d_head]`. */
+  extractQueries: boolean;
+  /** `head_out_L{l}H{h}`: each head's contribution to the residual, `[B, n, d_model]`. */
+  extractHeadOut: boolean;
+  /** `attn_out_{i}`: the attention output before the residual add. */
+  extractAttnOut: boolean;
+  /** `attn_in_{i}`: the attention module's input. */
+  extractAttnIn: boolean;
+  /** `mlp_out_{i}`: the MLP output before the residual add. */
+  extractMlpOut: boolean;
+  /** `last_layernorm`: mean, variance and second moment of the final norm's input, `[B, n]` each. */
+  extractLastLayernorm: boolean;
+  /** `input_ids`: the token ids at the target positions (easyroutine stored embedding slices). */
+  saveInputIds: boolean;
+  /** Average the positions of each spec: n becomes the number of specs. */
+  avg: boolean;
+  /** Average over the examples of the batch. */
+  avgOverExample: boolean;
+  /** The heads whose per-head values are saved (default `'all'`). */
+  attnHeads: 'all' | LayerHead[];
+  /** Block reduction of patterns (default `'none'`: the pattern at the target positions). */
+  attnPatternAvg: PatternReduction;
+  /** Row groups of the pattern blocks (default null: the target positions). */
+  attnPatternRowPositions: TokenPosition[] | null;
+  /** `logits` at the target positions (default true). */
+  saveLogits: boolean;
+  /** Keep gradients: `input_embeddings` plus `input_embeddings_gradients` of the chosen logit. */
+  keepGradient: boolean;
+}
+
+const FLAGS = [
+  'extractEmbed', 'extractResidIn', 'extractResidMid', 'extractResidOut', 'extractResidInPostLayernorm', 'extractAttnPattern',
+  'extractAvgAttnPattern', 'extractHeadValuesProjected', 'extractHeadKeysProjected', 'extractHeadQueriesProjected', 'extractHeadKeys',
+  'extractHeadValues', 'extractHeadQueries', 'extractValues', 'extractKeys', 'extractQueries', 'extractHeadOut', 'extractAttnOut',
+  'extractAttnIn', 'extractMlpOut', 'extractLastLayernorm', 'saveInputIds', 'avg', 'avgOverExample', 'saveLogits', 'keepGradient',
+] as const satisfies readonly (keyof ExtractionConfig)[];
+
+/** Every field name, camelCase. */
+export const EXTRACTION_CONFIG_FIELDS: readonly (keyof ExtractionConfig)[] = [...FLAGS, 'attnHeads', 'attnPatternAvg', 'attnPatternRowPositions'];
+
+const REDUCTIONS: readonly PatternReduction[] = ['none', 'mean', 'sum', 'baseline_ratio'];
+
+function camel(name: string): string {
+  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function closest(name: string): string {
+  const distance = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let diagonal = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const above = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+        diagonal = above;
+      }
+    }
+    return row[b.length]!;
+  };
+  return [...EXTRACTION_CONFIG_FIELDS].sort((a, b) => distance(name, a) - distance(name, b))[0]!;
+}
+
+/**
+ * A complete, validated config from a partial one (camelCase or Python snake_case names). Throws an
+ * {@link InvalidArgumentError} for unknown fields (suggesting the closest) and bad values. The result
+ * is frozen; passing it (or any frozen object) again costs nothing, which matters in tight loops.
+ */
+export function extractionConfig(fields: Partial<ExtractionConfig> | Record<string, unknown> = {}): Readonly<ExtractionConfig> {
+  if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) throw new InvalidArgumentError('ExtractionConfig: expected an object of fields');
+  // An extraction loop passes the same object every time: validate it once (a frozen result is final;
+  // an unfrozen input may change, so it is validated again).
+  const known = validated.get(fields);
+  if (known && Object.isFrozen(fields)) return known;
+  const config: ExtractionConfig = {
+    ...(Object.fromEntries(FLAGS.map((f) => [f, false])) as Record<(typeof FLAGS)[number], boolean>),
+    saveLogits: true,
+    attnHeads: 'all',
+    attnPatternAvg: 'none',
+    attnPatternRowPositions: null,
+  };
+  for (const [rawName, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    const name = camel(rawName) as keyof ExtractionConfig;
+    if (!EXTRACTION_CONFIG_FIELDS.includes(name)) {
+      throw new InvalidArgumentError(`ExtractionConfig: unknown field '${rawName}'; did you mean '${closest(name)}'?`);
+    }
+    if ((FLAGS as readonly string[]).includes(name)) {
+      if (typeof value !== 'boolean') throw new InvalidArgumentError(`ExtractionConfig.${name} must be a boolean, got ${JSON.stringify(value)}`);
+      (config as unknown as Record<string, boolean>)[name] = value;
+    } else if (name === 'attnPatternAvg') {
+      if (!REDUCTIONS.includes(value as PatternReduction)) {
+        throw new InvalidArgumentError(`ExtractionConfig.attnPatternAvg must be one of ${REDUCTIONS.map((r) => `'${r}'`).join(', ')}, got ${JSON.stringify(value)}`);
+      }
+      config.attnPatternAvg = value as PatternReduction;
+    } else if (name === 'attnHeads') {
+      if (value !== 'all') {
+        const valid = Array.isArray(value) && value.every((h) => h !== null && typeof h === 'object' && Number.isInteger(h.layer) && Number.isInteger(h.head) && h.layer >= 0 && h.head >= 0);
+        if (!valid) throw new InvalidArgumentError("ExtractionConfig.attnHeads must be 'all' or an array of {layer, head} with non-negative integers");
+      }
+      config.attnHeads = value === 'all' ? 'all' : (value as LayerHead[]).map(({ layer, head }) => ({ layer, head }));
+    } else {
+      if (value !== null && !Array.isArray(value)) throw new InvalidArgumentError('ExtractionConfig.attnPatternRowPositions must be null or an array of token positions');
+      if (Array.isArray(value)) for (const spec of value) validateTokenPosition(spec as TokenPosition);
+      config.attnPatternRowPositions = Array.isArray(value) ? Object.freeze([...value]) as TokenPosition[] : null;
+    }
+  }
+  const result = Object.freeze(config);
+  validated.set(fields, result);
+  validated.set(result, result);
+  return result;
+}
+
+const validated = new WeakMap<object, Readonly<ExtractionConfig>>();
+
+/** Whether `attnHeads` selects head `head` of layer `layer`. */
+export function headSelected(config: Readonly<ExtractionConfig>, layer: number, head: number): boolean {
+  return config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
+}
+
+/** The heads of `layer` that `attnHeads` selects, in order. */
+export function selectedHeads(config: Readonly<ExtractionConfig>, layer: number, nHeads: number): number[] {
+  return Array.from({ length: nHeads }, (_, h) => h).filter((h) => headSelected(config, layer, h));
+}

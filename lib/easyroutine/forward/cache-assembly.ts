@@ -1,0 +1,91 @@
+/**
+ * The cache of one forward: what the extraction kernels collected under easyroutine's keys, the
+ * gradient of keepGradient, `input_ids`, `mapping_index`, `token_dict` and the metadata.
+ * @module
+ */
+import { grad, tensor, type Tensor } from '../../core/tensor';
+import { ActivationCache } from '../activation-cache';
+import type { ArchitectureMapping } from '../architecture/mapping';
+import type { ExtractionConfig } from '../extraction-config';
+import type { TokenPosition } from '../token-positions';
+import type { Extraction } from './extraction';
+import { PackedResults } from './packed-results';
+
+/** What a forward's cache is made from. */
+export interface ForwardRecord {
+  architecture: ArchitectureMapping;
+  /** Decodes token ids for `token_dict`, when the model has a tokenizer. */
+  decode: ((ids: number[]) => string) | undefined;
+  ids: Tensor;
+  config: Readonly<ExtractionConfig>;
+  specs: TokenPosition[];
+  perRow: number[][][];
+  groupSizes: number[];
+  positions: number[][];
+  extraction: Extraction;
+  pivotPositions: number[] | undefined;
+  vocabularyIndex: number | undefined;
+}
+
+/** Builds the cache of one forward from what the extraction's kernels collected. */
+export function assembleCache(output: Tensor | null, record: ForwardRecord): ActivationCache {
+  const { architecture: arch, decode, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
+  const { leaf, collectors } = extraction;
+  const cache = new ActivationCache();
+  if (leaf) {
+    const embeddings = leaf.results() as Tensor;
+    const last = output!.index(0, -1);
+    const vocabularyIndex = record.vocabularyIndex ?? argmax(last.toFloat32Array());
+    const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
+    cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
+    cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
+  }
+  const results = new PackedResults();
+  for (const collector of collectors) collector.collect(cache, results);
+  if (config.saveInputIds) {
+    const index = tensor(positions, { dtype: 'int64' });
+    cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
+  }
+  let start = 0;
+  const mappingIndex: Record<string, number[]> = {};
+  specs.forEach((spec, i) => {
+    const count = config.avg ? 1 : groupSizes[i]!;
+    const indices = new Array<number>(count);
+    for (let j = 0; j < count; j++) indices[j] = start + j;
+    mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = indices;
+    start += count;
+  });
+  cache.set('mapping_index', mappingIndex);
+  // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
+  const rowIds = firstRowIds(ids);
+  const tokenDict: Record<string, (string | number)[]> = {};
+  specs.forEach((spec, i) => {
+    const at = perRow[0]![i]!.map((p) => Number(rowIds[p]!));
+    tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = decode ? at.map((id) => decode([id])) : at;
+  });
+  cache.set('token_dict', tokenDict);
+  cache.addMetadata({ targetTokenPositions: specs, pivotPositions: record.pivotPositions ?? null, extractionConfig: config });
+  return cache;
+}
+
+/** Row 0's token ids (its start, read in place, when the ids are a contiguous int64 CPU tensor). */
+function firstRowIds(ids: Tensor): BigInt64Array {
+  return ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+}
+
+function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+/** ids[b, index[b, j]] for every row b. */
+function gatherRows(ids: Tensor, index: Tensor): Tensor {
+  const [batch, seq] = ids.shape as [number, number];
+  const n = index.shape[1]!;
+  const source = ids.to('int64').contiguous().copyData() as BigInt64Array;
+  const at = index.copyData() as BigInt64Array;
+  const out = new BigInt64Array(batch * n);
+  for (let b = 0; b < batch; b++) for (let j = 0; j < n; j++) out[b * n + j] = source[b * seq + Number(at[b * n + j])]!;
+  return tensor(out, [batch, n], { dtype: 'int64' });
+}

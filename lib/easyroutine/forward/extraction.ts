@@ -1,0 +1,195 @@
+/**
+ * The extraction kernels of a forward: for a config and resolved positions, the native kernels that
+ * gather what the config asks for at each hook point, and how each one's results enter the cache.
+ * Kernels are stateless between forwards once reset, so a later forward with the same config and
+ * positions reuses them (creating them costs more than a small model's forward); a plan still in
+ * use by a concurrent forward is not shared.
+ * @module
+ */
+import { InvalidArgumentError } from '../../core/errors';
+import { nativeHook, type Hook, type NativeHook } from '../../core/hooks';
+import type { ActivationCache, CacheValue } from '../activation-cache';
+import type { ArchitectureMapping } from '../architecture/mapping';
+import type { OutputProjections } from '../architecture/output-projection';
+import { headSelected, selectedHeads, type ExtractionConfig } from '../extraction-config';
+import { remember, touch } from './lru';
+import type { PackedResults } from './packed-results';
+import type { Target } from './positions';
+
+/** One kernel of an extraction and how its results enter the cache. */
+export interface Collector {
+  key: string;
+  hook: NativeHook;
+  collect(cache: ActivationCache, results: PackedResults): void;
+}
+
+/** The extraction kernels of a plan. */
+export interface Extraction {
+  collectors: Collector[];
+  hooks: [string, Hook][];
+  /** keepGradient's leaf at the embeddings, when asked for. */
+  leaf: NativeHook | undefined;
+  busy: boolean;
+}
+
+/** How many distinct extraction plans (config x positions) a model keeps ready. */
+const EXTRACTION_CACHE_SIZE = 16;
+
+/** Adds `value` under `key` unless the kernel gave nothing. */
+function addResult(cache: ActivationCache, key: string, value: CacheValue | undefined, info: string): void {
+  if (value !== undefined) cache.addWithInfo(key, value, info);
+}
+
+/** Builds and keeps the extraction kernels of one model. */
+export class ExtractionKernels {
+  readonly #architecture: ArchitectureMapping;
+  readonly #projections: OutputProjections;
+  readonly #extractions = new Map<string, Extraction>();
+
+  constructor(architecture: ArchitectureMapping, projections: OutputProjections) {
+    this.#architecture = architecture;
+    this.#projections = projections;
+  }
+
+  /** The kernels for `config` at `target` (`key` names the pair), marked busy until {@link release}. */
+  acquire(key: string, config: Readonly<ExtractionConfig>, target: Target): Extraction {
+    const cached = this.#extractions.get(key);
+    if (cached && !cached.busy) {
+      touch(this.#extractions, key, cached);
+      cached.busy = true;
+      return cached;
+    }
+    const built = this.#build(config, target);
+    built.busy = true;
+    if (!cached) remember(this.#extractions, key, built, EXTRACTION_CACHE_SIZE);
+    return built;
+  }
+
+  /** Resets the kernels of a finished or failed forward for the next one. */
+  release(extraction: Extraction): void {
+    for (const collector of extraction.collectors) collector.hook.reset();
+    extraction.leaf?.reset();
+    extraction.busy = false;
+  }
+
+  #build(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows }: Target): Extraction {
+    const groups = config.avg ? groupSizes : undefined;
+    const collectors: Collector[] = [];
+    const tokens = (key: string, point: string | undefined, what: string) => {
+      if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
+      collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
+      return [point, hook] as const;
+    };
+    const hooks: [string, Hook][] = [];
+    const add = (entry: readonly [string, NativeHook]) => hooks.push([entry[0], entry[1]]);
+    const arch = this.#architecture;
+
+    if (config.extractEmbed) add(tokens('embeddings', arch.embeddings, 'the embeddings'));
+    arch.layers.forEach((layer, i) => {
+      const p = layer.points;
+      if (config.extractResidIn) add(tokens(`resid_in_${i}`, p.resid_in, 'resid_in'));
+      if (config.extractResidMid) add(tokens(`resid_mid_${i}`, p.resid_mid, 'the MLP norm (resid_mid is its input)'));
+      if (config.extractResidOut) add(tokens(`resid_out_${i}`, p.resid_out, 'resid_out'));
+      if (config.extractResidInPostLayernorm) add(tokens(`resid_in_post_layernorm_${i}`, p.attn_in, 'attn_in'));
+      if (config.extractAttnIn) add(tokens(`attn_in_${i}`, p.attn_in, 'attn_in'));
+      if (config.extractAttnOut) add(tokens(`attn_out_${i}`, p.attn_out, 'attn_out'));
+      if (config.extractMlpOut) add(tokens(`mlp_out_${i}`, p.mlp_out, 'the MLP'));
+      for (const [flag, name, point] of [
+        [config.extractQueries, 'queries', p.queries],
+        [config.extractKeys, 'keys', p.keys],
+        [config.extractValues, 'values', p.values],
+      ] as const) {
+        if (!flag) continue;
+        const hook = nativeHook('positions', { positions, groups, layout: 'heads', avgOverExample: config.avgOverExample });
+        const key = `${name}_L${i}`;
+        collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, position, heads * d_head]`) });
+        hooks.push([point, hook]);
+      }
+      for (const [flag, name, point, kv] of [
+        [config.extractHeadQueries, 'head_queries', p.queries, false],
+        [config.extractHeadKeys, 'head_keys', p.keys, true],
+        [config.extractHeadValues, 'head_values', p.values, true],
+      ] as const) {
+        if (!flag) continue;
+        const hook = nativeHook('positions', { positions, groups, layout: 'per_head', avgOverExample: config.avgOverExample });
+        collectors.push({
+          key: `${name}_L${i}`,
+          hook,
+          collect: (cache, r) => {
+            const perHead = r.tensors(hook);
+            if (!perHead) return;
+            const group = kv ? arch.nHeads / perHead.length : 1;
+            for (let head = 0; head < arch.nHeads; head++) {
+              if (!headSelected(config, i, head)) continue;
+              // under grouped-query attention, query head h reads key/value head h // (H / Hkv)
+              cache.addWithInfo(`${name}_L${i}H${head}`, perHead[Math.floor(head / group)]!, `${point}: [batch, position, d_head]`);
+            }
+          },
+        });
+        hooks.push([point, hook]);
+      }
+      for (const [flag, name, point] of [
+        [config.extractHeadOut, 'head_out', p.head_output],
+        [config.extractHeadValuesProjected, 'projected_value', p.values],
+        [config.extractHeadKeysProjected, 'projected_key', p.keys],
+        [config.extractHeadQueriesProjected, 'projected_query', p.queries],
+      ] as const) {
+        if (!flag) continue;
+        const heads = selectedHeads(config, i, arch.nHeads);
+        if (heads.length === 0) continue;
+        const { weight, bias } = this.#projections.of(i);
+        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
+        collectors.push({
+          key: `${name}_L${i}`,
+          hook,
+          collect: (cache, r) => {
+            for (const [head, value] of r.heads(hook)) cache.addWithInfo(`${name}_L${i}H${head}`, value, `${point} x W_O block: [batch, position, d_model]`);
+          },
+        });
+        hooks.push([point, hook]);
+      }
+      const patternHeads = selectedHeads(config, i, arch.nHeads);
+      if (config.extractAttnPattern && patternHeads.length > 0) {
+        const heads = patternHeads;
+        const hook = nativeHook('pattern', {
+          positions,
+          groups: groupSizes,
+          rows: rows?.map((g) => g.flat()),
+          rowGroups: rows?.[0]!.map((g) => g.length),
+          offsets,
+          heads,
+          reduction: config.attnPatternAvg,
+        });
+        collectors.push({
+          key: `pattern_L${i}`,
+          hook,
+          collect: (cache, r) => {
+            for (const [head, value] of r.heads(hook)) {
+              cache.addWithInfo(`pattern_L${i}H${head}`, value, rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]');
+            }
+          },
+        });
+        hooks.push([p.pattern, hook]);
+      }
+    });
+    if (config.extractLastLayernorm) {
+      if (!arch.finalNorm) throw new InvalidArgumentError('HookedModel: no final norm found for last_layernorm; pass finalNorm in the architecture overrides');
+      const hook = nativeHook('statistics', { positions });
+      collectors.push({ key: 'last_layernorm', hook, collect: (cache, r) => addResult(cache, 'last_layernorm', r.record(hook), '{mean, variance, second_moment}: [batch, position]') });
+      hooks.push([`${arch.finalNorm}:input`, hook]);
+    }
+    let leaf: NativeHook | undefined;
+    if (config.keepGradient) {
+      leaf = nativeHook('gradient_leaf');
+      hooks.push([arch.embeddings, leaf]);
+    }
+    if (config.saveLogits) {
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
+      collectors.push({ key: 'logits', hook, collect: (cache, r) => addResult(cache, 'logits', r.tensor(hook), '[batch, position, vocabulary]') });
+      hooks.push(['output', hook]);
+    }
+
+    return { collectors, hooks, leaf, busy: false };
+  }
+}

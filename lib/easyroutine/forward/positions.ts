@@ -1,0 +1,97 @@
+/**
+ * Resolving a forward's target positions: per batch row, the positions each spec selects and the
+ * pattern's query-row groups, plus the key under which the extraction kernels for them are kept.
+ * Without an attention mask the result depends only on the options and the input's shape, so an
+ * extraction loop resolves once (random specs too: they are seeded, per row).
+ * @module
+ */
+import { InvalidArgumentError } from '../../core/errors';
+import type { ExtractionConfig } from '../extraction-config';
+import { resolveTokenPositions, type ResolveOptions, type SequenceSpan, type TokenPosition } from '../token-positions';
+import { remember } from './lru';
+
+/** The resolved target positions of one forward. */
+export interface Target {
+  /** Per batch row, the positions to extract, groups concatenated. */
+  positions: number[][];
+  groupSizes: number[];
+  /** Per batch row, where the real tokens start (left padding). */
+  offsets: number[];
+  /** Per batch row, the query-row groups of the pattern (attnPatternRowPositions). */
+  rows: number[][][] | undefined;
+}
+
+/** Everything a forward's options resolve to before it runs: equal for equal options and shapes. */
+export interface Resolution {
+  perRow: number[][][];
+  groupSizes: number[];
+  target: Target;
+  /** The key of the extraction plan for this config and these positions. */
+  extractionKey: string;
+}
+
+/**
+ * The options that position specs resolve against, and whether the forward has an attention mask
+ * (its spans then vary per batch: nothing is remembered).
+ */
+export type PositionOptions = Pick<ResolveOptions, 'pivotPositions' | 'seed'> & { masked: boolean };
+
+/** How many resolutions (config x positions x input shape) a model remembers. */
+const RESOLUTION_CACHE_SIZE = 64;
+
+const configIds = new WeakMap<object, string>();
+const idsByContent = new Map<string, string>();
+let nextConfigId = 0;
+
+/** A short string equal for equal configs (configs are frozen: the id is worked out once per object). */
+export function configKey(config: Readonly<ExtractionConfig>): string {
+  let id = configIds.get(config);
+  if (id === undefined) {
+    const content = JSON.stringify(config);
+    id = idsByContent.get(content);
+    if (id === undefined) {
+      id = `#${nextConfigId++}`;
+      idsByContent.set(content, id);
+    }
+    if (Object.isFrozen(config)) configIds.set(config, id);
+  }
+  return id;
+}
+
+/** The groups of one row, one after the other (Array.prototype.flat is slow on hot paths). */
+function concatenated(groups: readonly number[][]): number[] {
+  const out: number[] = [];
+  for (const group of groups) for (const p of group) out.push(p);
+  return out;
+}
+
+/** Resolves target positions, remembering unmasked resolutions per model. */
+export class PositionResolver {
+  readonly #resolutions = new Map<string, Resolution>();
+
+  resolve(config: Readonly<ExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], options: PositionOptions): Resolution {
+    const memoKey = options.masked ? undefined : `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${spans[0]?.length} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}`;
+    const known = memoKey === undefined ? undefined : this.#resolutions.get(memoKey);
+    if (known) return known;
+    const resolveRows = (list: TokenPosition[]) => spans.map((span, row) => resolveTokenPositions(list, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
+    const perRow = resolveRows(specs);
+    const groupSizes = perRow[0]!.map((g) => g.length);
+    perRow.forEach((groups, row) => {
+      if (groups.some((g, i) => g.length !== groupSizes[i])) {
+        throw new InvalidArgumentError(`HookedForward: the target positions resolve to ${groups.map((g) => g.length)} positions in row ${row} but ${groupSizes} in row 0; rows must give equal counts`);
+      }
+    });
+    const rowSpecs = config.attnPatternRowPositions;
+    const target: Target = {
+      positions: perRow.map(concatenated),
+      groupSizes,
+      offsets: spans.map((s) => s.offset),
+      rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
+    };
+    const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
+    const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows}`;
+    const resolution = { perRow, groupSizes, target, extractionKey };
+    if (memoKey !== undefined) remember(this.#resolutions, memoKey, resolution, RESOLUTION_CACHE_SIZE);
+    return resolution;
+  }
+}

@@ -1,0 +1,289 @@
+/**
+ * HookedModel: easyroutine's extraction API over a TorchScript model. A forward takes target token
+ * positions, an {@link ExtractionConfig} and returns an {@link ActivationCache} with easyroutine's keys
+ * and shapes, every value gathered by a native kernel (no per-element JS).
+ *
+ * This file plans a forward (which hooks run where, in which order) and runs it; `./forward/` holds
+ * the steps of the plan (positions, extraction kernels, running averages, the cache's assembly) and
+ * `./interventions` the edits.
+ * @module
+ */
+import { InvalidArgumentError } from '../core/errors';
+import type { Hook, HookMap } from '../core/hooks';
+import { loadModel, type LoadOptions, type Model } from '../core/model';
+import { Tensor, tensor } from '../core/tensor';
+import { ActivationCache } from './activation-cache';
+import { detectArchitecture } from './architecture/detect';
+import type { ArchitectureMapping, ArchitectureOverrides } from './architecture/mapping';
+import { OutputProjections } from './architecture/output-projection';
+import { extractionConfig, type ExtractionConfig } from './extraction-config';
+import { assembleCache } from './forward/cache-assembly';
+import { ExtractionKernels } from './forward/extraction';
+import { PositionResolver } from './forward/positions';
+import { RunningAverages } from './forward/running-averages';
+import { interventionHooks, type Intervention } from './interventions';
+import { spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
+
+
+/** Turns token ids into text (e.g. a tokenizers.js or transformers.js tokenizer). */
+export interface Tokenizer {
+  decode(ids: number[]): string;
+}
+
+/** One of the top predictions of {@link HookedModel.predict}. */
+export interface Prediction {
+  token: number;
+  probability: number;
+  /** The decoded token, when the model has a tokenizer. */
+  text?: string;
+}
+
+/** One batch of {@link HookedModel.extractCache}. */
+export type ExtractionBatch = Tensor | number[][] | { inputIds: Tensor | number[][]; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
+
+/** Options of {@link HookedModel.forward}. */
+export interface HookedForwardOptions {
+  /** Which positions to extract (default `['all']`); see the token position grammar. */
+  targetTokenPositions?: TokenPosition[];
+  /** Cut points of the `inputs-partition-K` specs. */
+  pivotPositions?: number[];
+  /** What to extract (default: logits only). */
+  extractionConfig?: Partial<ExtractionConfig> | Record<string, unknown>;
+  /** `[batch, seq]` of 0/1: which tokens are real (left or right padding); default all. */
+  attentionMask?: Tensor | number[][];
+  /** Seed of the random position specs (default 0). */
+  seed?: number;
+  /**
+   * With `keepGradient`: the logit whose gradient is taken, `logits[0, -1, vocabularyIndex]`
+   * (default: the top prediction there).
+   */
+  vocabularyIndex?: number;
+  /** Interventions for this forward only (after the registered ones). */
+  interventions?: Intervention[];
+  /** Your own hooks, run together with the built-in ones (after them, on shared points). */
+  hooks?: HookMap;
+}
+
+/** Options of {@link HookedModel.extractCache}. */
+export interface ExtractCacheOptions extends HookedForwardOptions {
+  /** Called after each batch with the number done and `total` when given. */
+  onProgress?: (done: number, total: number | undefined) => void;
+  /** The number of batches, for progress reports. */
+  total?: number;
+  /** Stops the extraction between hooks and between batches; the promise rejects with the reason. */
+  signal?: AbortSignal;
+}
+
+/** What one forward runs and how it turns the kernels' results into a cache. */
+interface Plan {
+  ids: Tensor;
+  hooks: Record<string, Hook[]>;
+  grad: boolean;
+  /** Whether the cache needs the forward's output (keepGradient's gradient of a logit), else null. */
+  output: boolean;
+  /** Builds the cache and frees the extraction kernels for the next forward. */
+  finish(output: Tensor | null): ActivationCache;
+  /** Frees the extraction kernels after a failed forward. */
+  release(): void;
+}
+
+function idsTensor(inputIds: Tensor | number[][]): Tensor {
+  if (inputIds instanceof Tensor) return inputIds;
+  if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError('HookedModel.forward: inputIds must be a Tensor or an array of token id rows');
+  return tensor(inputIds, { dtype: 'int64' });
+}
+
+/** A model with easyroutine's extraction API. */
+export class HookedModel {
+  /** The underlying model (its own hooks and forwards still work). */
+  readonly model: Model;
+  /** Where the semantic sites are; see {@link detectArchitecture}. */
+  readonly architecture: ArchitectureMapping;
+  #interventions: Intervention[] = [];
+  readonly #positions = new PositionResolver();
+  readonly #kernels: ExtractionKernels;
+  readonly #projections: OutputProjections;
+
+  /** Decodes token ids for {@link HookedModel.toStringTokens}, predictions and `token_dict`. */
+  tokenizer: Tokenizer | undefined;
+
+  constructor(model: Model, overrides: ArchitectureOverrides = {}, tokenizer?: Tokenizer) {
+    this.model = model;
+    this.architecture = detectArchitecture(model, overrides);
+    this.tokenizer = tokenizer;
+    this.#projections = new OutputProjections(model, this.architecture);
+    this.#kernels = new ExtractionKernels(this.architecture, this.#projections);
+  }
+
+  /** Loads a TorchScript file and maps its architecture. */
+  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides; tokenizer?: Tokenizer } = {}): HookedModel {
+    return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer);
+  }
+
+  /** Each token id as text (needs a tokenizer). */
+  toStringTokens(ids: readonly number[]): string[] {
+    if (!this.tokenizer) throw new InvalidArgumentError('HookedModel.toStringTokens: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer');
+    return ids.map((id) => this.tokenizer!.decode([id]));
+  }
+
+  /**
+   * The k most likely next tokens after each row's last real token, with their probabilities
+   * (softmax of the logits), most likely first.
+   */
+  predict(inputIds: Tensor | number[][], options: { k?: number; attentionMask?: Tensor | number[][] } = {}): Prediction[][] {
+    const k = options.k ?? 5;
+    if (!Number.isInteger(k) || k < 1) throw new InvalidArgumentError(`HookedModel.predict: k must be a positive integer, got ${k}`);
+    const logits = this.forward(inputIds, { targetTokenPositions: ['last'], attentionMask: options.attentionMask }).tensor('logits');
+    const [batch, , vocab] = logits.shape as [number, number, number];
+    const values = logits.toFloat32Array();
+    return Array.from({ length: batch }, (_, b) => {
+      const row = values.subarray(b * vocab, (b + 1) * vocab);
+      let max = -Infinity;
+      for (const v of row) max = Math.max(max, v);
+      let total = 0;
+      for (const v of row) total += Math.exp(v - max);
+      const order = Array.from({ length: vocab }, (_, i) => i).sort((x, y) => row[y]! - row[x]!).slice(0, k);
+      return order.map((token) => ({ token, probability: Math.exp(row[token]! - max) / total, ...(this.tokenizer ? { text: this.tokenizer.decode([token]) } : {}) }));
+    });
+  }
+
+  /**
+   * Runs the model on `inputIds` (`[batch, seq]`) and returns what `extractionConfig` asks for at the
+   * target positions, under easyroutine's keys, plus `mapping_index` (spec -> indices on the
+   * position axis) and `logits` at the target positions.
+   */
+  forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
+    const plan = this.#plan(inputIds, options);
+    let output: Tensor | null;
+    try {
+      output = this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output }) as Tensor | null;
+    } catch (error) {
+      plan.release();
+      throw error;
+    }
+    return plan.finish(output);
+  }
+
+  /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
+  async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
+    return this.#runAsync(this.#plan(inputIds, options), options.signal);
+  }
+
+  /**
+   * Extraction over a dataset: runs {@link HookedModel.forwardAsync} on each batch (a token id
+   * tensor or rows, or `{ inputIds, attentionMask?, pivotPositions? }`) and merges the caches as it
+   * goes (one concatenation per key at the end). With `extractAvgAttnPattern`, `avg_pattern_L{l}H{h}`
+   * holds the running mean over batches of the batch-mean pattern at the target positions, in
+   * constant memory; with `extractHeadValuesProjected` too, `avg_value_weighted_pattern_L{l}H{h}`
+   * holds the same for the pattern rows weighted per key by the norm of its projected value
+   * (easyroutine's extract_avg_value, which it stored under `projected_value_…`). `onProgress(done, total)` is called after each batch; `signal` stops between
+   * hooks and batches.
+   */
+  async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
+    const merged = new ActivationCache();
+    const running = new RunningAverages(this.architecture, this.#projections);
+    let done = 0;
+    {
+      using _deferred = merged.deferredMode();
+      for await (const batch of batches as AsyncIterable<ExtractionBatch>) {
+        options.signal?.throwIfAborted();
+        const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
+        const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
+        merged.cat(await this.#runAsync(plan, options.signal));
+        options.onProgress?.(++done, options.total);
+      }
+    }
+    running.addTo(merged);
+    merged.addMetadata({ batches: done, targetTokenPositions: options.targetTokenPositions ?? ['all'], extractionConfig: extractionConfig(options.extractionConfig ?? {}), interventions: [...this.#interventions, ...(options.interventions ?? [])].map((i) => ({ ...i, patchingValues: i.patchingValues instanceof Tensor ? 'tensor' : i.patchingValues ?? 'ablation' })) });
+    return merged;
+  }
+
+  async #runAsync(plan: Plan, signal: AbortSignal | undefined): Promise<ActivationCache> {
+    let output: Tensor | null;
+    try {
+      output = (await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output, signal })) as Tensor | null;
+    } catch (error) {
+      plan.release();
+      throw error;
+    }
+    return plan.finish(output);
+  }
+
+  #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: RunningAverages): Plan {
+    const ids = idsTensor(inputIds);
+    const [batch, seq] = ids.shape as [number, number];
+    const config = extractionConfig(options.extractionConfig ?? {});
+    const specs = options.targetTokenPositions ?? ['all'];
+    const spans = this.#spans(options.attentionMask, batch, seq);
+    const { perRow, groupSizes, target, extractionKey } = this.#positions.resolve(config, specs, spans, { pivotPositions: options.pivotPositions, seed: options.seed, masked: options.attentionMask !== undefined });
+    const extraction = this.#kernels.acquire(extractionKey, config, target);
+    const hooks = [...extraction.hooks];
+    if (running) hooks.push(...running.hooks(config, target));
+
+    // Order at a point: registered interventions, then per-call interventions on attention patterns
+    // and scores (so pattern extraction sees the edit), then extraction, then per-call interventions
+    // elsewhere (extraction sees the value before the edit), then your own hooks.
+    const edits = (list: Intervention[]) => list.flatMap((iv) => interventionHooks(this.architecture, iv, spans, options));
+    const registered = edits(this.#interventions);
+    const perCall = edits(options.interventions ?? []);
+    const isAttentionMatrix = (point: string) => /:(pattern|scores)$/.test(point);
+    const hookMap: Record<string, Hook[]> = {};
+    for (const [point, hook] of registered) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of perCall) if (isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
+    for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+    for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+
+    const release = () => {
+      // ids made here from number rows are ours to free
+      if (ids !== inputIds) ids.dispose();
+      this.#kernels.release(extraction);
+    };
+    const finish = (output: Tensor | null) => {
+      try {
+        const tokenizer = this.tokenizer;
+        return assembleCache(output, {
+          architecture: this.architecture,
+          decode: tokenizer && ((tokens) => tokenizer.decode(tokens)),
+          ids,
+          config,
+          specs,
+          perRow,
+          groupSizes,
+          positions: target.positions,
+          extraction,
+          pivotPositions: options.pivotPositions,
+          vocabularyIndex: options.vocabularyIndex,
+        });
+      } finally {
+        // what the cache needs of the output (logits at the targets) was copied by a kernel
+        output?.dispose();
+        release();
+      }
+    };
+    return { ids, hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
+  }
+
+  /** Adds interventions that apply to every later forward (before per-call ones). */
+  registerInterventions(interventions: Intervention[]): void {
+    for (const intervention of interventions) interventionHooks(this.architecture, intervention, [], {}, true);
+    this.#interventions.push(...interventions);
+  }
+
+  /** Removes every registered intervention. */
+  cleanInterventions(): void {
+    this.#interventions = [];
+  }
+
+  /** The registered interventions. */
+  get interventions(): readonly Intervention[] {
+    return this.#interventions;
+  }
+
+  #spans(mask: Tensor | number[][] | undefined, batch: number, seq: number): SequenceSpan[] {
+    if (mask === undefined) return Array.from({ length: batch }, () => ({ offset: 0, length: seq }));
+    const values = mask instanceof Tensor ? Array.from(mask.to('float64').data as Float64Array) : mask.flat();
+    if (values.length !== batch * seq) throw new InvalidArgumentError(`HookedModel.forward: attentionMask has ${values.length} entries; the input is [${batch}, ${seq}]`);
+    return spansFromAttentionMask(values, batch, seq);
+  }
+}
