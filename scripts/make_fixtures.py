@@ -25,6 +25,7 @@ from reference_models import (  # noqa: E402
     INDUCTION_CONFIG,
     Branchy,
     IntKeyed,
+    LastLogitsGPT,
     Llama,
     SdpaModel,
     Structured,
@@ -247,6 +248,14 @@ def build_misc(out_dir: str):
         y = tuple_model(x)
     with open(os.path.join(out_dir, "tuple_traced.json"), "w") as f:
         json.dump({"x": to_list(x), "y0": to_list(y[0]), "y1": to_list(y[1])}, f)
+    torch.manual_seed(1234)
+    last = LastLogitsGPT(**FAMILIES["gpt2"]["config"]).eval()
+    ids = torch.randint(0, 64, (2, 6), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.jit.save(torch.jit.trace(last, ids), os.path.join(out_dir, "last_logits.pt"))
+        logits = last(ids)
+    with open(os.path.join(out_dir, "last_logits.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "logits": encode(logits)}, f)
 
 
 def build_branchy(out_dir: str):

@@ -222,6 +222,13 @@ class IntKeyed(nn.Module):
         return {0: x, 1: x + 1}
 
 
+class LastLogitsGPT(GPT):
+    """A GPT that returns the logits of the last position only ([batch, 1, vocab]), as generation exports do."""
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return super().forward(idx)[:, -1:, :]
+
+
 class TupleOut(nn.Module):
     def __init__(self):
         super().__init__()

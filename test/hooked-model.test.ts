@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DisposedError, InvalidArgumentError, ShapeError, TokenPositionError, memoryStats, tensor, type Tensor, HookedModel } from '../lib/index';
-import { decode, expectThrows, fixture, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
+import { DisposedError, InvalidArgumentError, ShapeError, TensorIndexError, TokenPositionError, memoryStats, tensor, type Tensor, HookedModel } from '../lib/index';
+import { decode, expectThrows, fixture, maxDiffToReference, reference, type EncodedTensor, type FamilyReference, type HookReference } from './helpers';
 
 /** A reference as nested access: value(b, i, j, ...) over its shape. */
 function at(ref: EncodedTensor) {
@@ -520,5 +520,37 @@ describe('value-weighted average patterns (extract_avg_value)', () => {
     const expected = [5, 6, 7].flatMap((q) => Array.from({ length: 8 }, (_, k) => (p(0, 3, q, k) * norm(0, k) + p(1, 3, q, k) * norm(1, k)) / 2));
     close(merged.tensor('avg_value_weighted_pattern_L1H3'), expected, [1, 3, 8]);
     expect(merged.tensor('avg_pattern_L1H3').shape).toEqual([1, 3, 3]);
+  });
+});
+
+describe('a model that returns logits for the last position only ([batch, 1, vocab])', () => {
+  const ref = () => reference<{ input_ids: number[][]; logits: EncodedTensor }>('last_logits.json');
+
+  it('saveLogits reads the target positions among those the output has', () => {
+    const { input_ids: ids, logits } = ref();
+    const hm = HookedModel.load(fixture('last_logits.pt'));
+    const cache = hm.forward(ids, { targetTokenPositions: ['last'], extractionConfig: { extractResidOut: true } });
+    expect(cache.tensor('logits').shape).toEqual([2, 1, 64]);
+    expect(maxDiffToReference(cache.tensor('logits'), logits)).toBeLessThan(1e-5);
+    expect(cache.tensor('resid_out_1').shape).toEqual([2, 1, 32]);
+  });
+
+  it('predict takes the last position', () => {
+    const { input_ids: ids, logits } = ref();
+    const hm = HookedModel.load(fixture('last_logits.pt'));
+    const values = decode(logits);
+    const top = (b: number) => {
+      let best = 0;
+      for (let v = 1; v < 64; v++) if (values[b * 64 + v]! > values[b * 64 + best]!) best = v;
+      return best;
+    };
+    expect(hm.predict(ids, { k: 1 }).map((row) => row[0]!.token)).toEqual([top(0), top(1)]);
+  });
+
+  it('positions the output lacks are a typed error naming the case; the model stays usable', () => {
+    const { input_ids: ids } = ref();
+    const hm = HookedModel.load(fixture('last_logits.pt'));
+    expectThrows(() => hm.forward(ids), TensorIndexError, /position 0 is not in 'output'/, /returns 1 of the input's 6 positions/, /saveLogits: false/);
+    expect(hm.forward(ids, { extractionConfig: { saveLogits: false, extractResidOut: true } }).tensor('resid_out_0').shape).toEqual([2, 6, 32]);
   });
 });

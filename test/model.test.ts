@@ -19,6 +19,8 @@ import {
 } from '../lib/index';
 import { expectRejects, expectThrows, fixture, maxAbsDiff, reference, numbers } from './helpers';
 
+const { findLibtorch } = require('../scripts/libtorch.js') as { findLibtorch(): { root: string } };
+
 const FAMILIES = ['gpt2', 'llama'] as const;
 const EXPORTS = ['traced', 'scripted'] as const;
 
@@ -201,8 +203,8 @@ describe('model behaviour', () => {
     const previous = getNumThreads();
     setNumThreads(2);
     expect(getNumThreads()).toBe(2);
-    // Debian's libtorch uses OpenBLAS, whose own pool follows
-    const debianLibtorch = !process.env.LIBTORCH && !runtimeInfo().cudaBuild;
+    // Debian's libtorch uses OpenBLAS, whose own pool follows (pip's torch has its own BLAS)
+    const debianLibtorch = !process.env.EASYROUTINE_ADDON && !runtimeInfo().cudaBuild && findLibtorch().root.startsWith('/usr/');
     if (debianLibtorch) expect(runtimeInfo().openBlasThreads).toBe(2);
     setNumThreads(1);
     if (debianLibtorch) expect(runtimeInfo().openBlasThreads).toBe(1);

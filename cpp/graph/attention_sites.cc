@@ -40,19 +40,34 @@ bool IsLastDimSoftmax(Node* node) {
   return rank && *dim == static_cast<int64_t>(*rank) - 1;
 }
 
-// The matmul of the pattern with V: the softmax result, through cast-like ops, as its left operand.
+bool IsReshape(const Node* node) { return Is(node, "aten::view") || Is(node, "aten::reshape") || Is(node, "aten::_unsafe_view"); }
+
+// Ops after the softmax whose result is still the pattern, in the same layout: casts, dropout, and
+// edits that zero cells (a masked_fill of fully masked rows, as the SDPA decomposition does).
+bool KeepsPattern(const Node* node) { return IsCastLike(node) || Is(node, "aten::masked_fill") || Is(node, "aten::masked_fill_"); }
+
+// The matmul of the pattern with V: the softmax result, through ops that keep it the pattern and
+// through reshapes (Bloom views [batch, heads, q, k] as [batch * heads, q, k] for bmm), as its left
+// operand. `patternOut` is the last value on that path before a reshape, so the pattern is offered
+// in the softmax's layout.
 Node* PatternMatmul(Value* probabilities, Value** patternOut) {
-  std::vector<Value*> frontier{probabilities};
+  struct Step {
+    Value* value;
+    Value* pattern;  // the value to tap as the pattern when `value` reaches the matmul
+  };
+  std::vector<Step> frontier{{probabilities, probabilities}};
   for (int depth = 0; depth < 8 && !frontier.empty(); ++depth) {
-    std::vector<Value*> next;
-    for (Value* value : frontier) {
-      for (const auto& use : value->uses()) {
+    std::vector<Step> next;
+    for (const Step& step : frontier) {
+      for (const auto& use : step.value->uses()) {
         Node* user = use.user;
         if (IsMatmul(user) && use.offset == 0) {
-          *patternOut = value;
+          *patternOut = step.pattern;
           return user;
         }
-        if (IsCastLike(user) && use.offset == 0) next.push_back(user->output());
+        if (use.offset != 0) continue;
+        if (KeepsPattern(user)) next.push_back({user->output(), step.pattern == step.value ? user->output() : step.pattern});
+        else if (IsReshape(user)) next.push_back({user->output(), step.pattern});
       }
     }
     frontier = std::move(next);
@@ -60,11 +75,13 @@ Node* PatternMatmul(Value* probabilities, Value** patternOut) {
   return nullptr;
 }
 
-// matmul(Q, K^T) behind the scores: through scaling, masking, casts and soft-capping.
+// matmul(Q, K^T) behind the scores: through scaling, masking, casts, soft-capping and reshapes, in
+// place or not (Falcon scales with div_). Bloom's baddbmm(bias, Q, K^T) is such a matmul too; its
+// operands are inputs 1 and 2 (see QueryKeyOperands).
 Node* ScoresMatmul(Value* scores, int depth = 0) {
   if (depth > 12) return nullptr;
   Node* node = scores->node();
-  if (IsMatmul(node)) return node;
+  if (IsMatmul(node) || Is(node, "aten::baddbmm")) return node;
   if (node->kind() == c10::prim::If) {
     // a mask applied in a branch (e.g. decomposed fused attention whose mask dtype is known only at
     // run time): every branch leads back to the same scores
@@ -75,11 +92,12 @@ Node* ScoresMatmul(Value* scores, int depth = 0) {
     return nullptr;
   }
   std::vector<size_t> operands;
-  if (Is(node, "aten::div") || Is(node, "aten::mul") || Is(node, "aten::add") || Is(node, "aten::sub")) {
+  if (Is(node, "aten::div") || Is(node, "aten::mul") || Is(node, "aten::add") || Is(node, "aten::sub") || Is(node, "aten::div_") ||
+      Is(node, "aten::mul_") || Is(node, "aten::add_") || Is(node, "aten::sub_")) {
     operands = {0, 1};
   } else if (Is(node, "aten::where")) {
     operands = {1, 2};
-  } else if (Is(node, "aten::masked_fill") || Is(node, "aten::tanh") || IsCastLike(node)) {
+  } else if (Is(node, "aten::masked_fill") || Is(node, "aten::masked_fill_") || Is(node, "aten::tanh") || IsCastLike(node) || IsReshape(node)) {
     operands = {0};
   }
   for (size_t i : operands) {
@@ -118,6 +136,32 @@ Value* BeforeHeadRepeat(Value* value) {
   return value;
 }
 
+// Attention written with bmm (Bloom) works on [batch * heads, seq, d] reshapes of the
+// [batch, heads, seq, d] tensors; the sites are those tensors: the input of the reshape that feeds
+// the product, and the reshape of the product's result.
+Value* BeforeFlatten(Value* value) {
+  Node* node = value->node();
+  return IsReshape(node) && IsTensorValue(node->input(0)) ? node->input(0) : value;
+}
+
+Value* AfterUnflatten(Value* value) {
+  Value* reshaped = nullptr;
+  for (const auto& use : value->uses()) {
+    if (Is(use.user, "aten::size")) continue;  // the sizes the reshape is computed from
+    if (reshaped || !IsReshape(use.user) || use.offset != 0) return value;
+    reshaped = use.user->output();
+  }
+  return reshaped ? reshaped : value;
+}
+
+// transpose(1, 2) of a [batch * heads, seq, d] reshape: K^T in bmm layout.
+bool IsFlatKeyTranspose(Node* node) {
+  if (!Is(node, "aten::transpose") || node->inputs().size() != 3 || !IsReshape(node->input(0)->node())) return false;
+  auto a = ConstantInt(node->input(1));
+  auto b = ConstantInt(node->input(2));
+  return a && b && ((*a == 1 && *b == 2) || (*a == 2 && *b == 1));
+}
+
 }  // namespace
 
 std::vector<AttentionSite> FindAttention(torch::jit::Graph& graph) {
@@ -142,12 +186,15 @@ std::vector<AttentionSite> FindAttention(torch::jit::Graph& graph) {
       if (!pv) continue;
       site.modulePath = ModulePathOf(node).value_or("");
       site.scores = node->input(0);
-      site.headOutput = pv->output();
-      site.values = BeforeHeadRepeat(pv->input(1));
+      const bool flat = Is(pv, "aten::bmm");
+      site.headOutput = flat ? AfterUnflatten(pv->output()) : pv->output();
+      site.values = BeforeHeadRepeat(flat ? BeforeFlatten(pv->input(1)) : pv->input(1));
       if (Node* qk = ScoresMatmul(site.scores)) {
-        site.queries = qk->input(0);
-        Node* transposed = qk->input(1)->node();
+        const size_t first = Is(qk, "aten::baddbmm") ? 1 : 0;
+        site.queries = flat ? BeforeFlatten(qk->input(first)) : qk->input(first);
+        Node* transposed = qk->input(first + 1)->node();
         if (IsLastTwoTranspose(transposed)) site.keys = BeforeHeadRepeat(transposed->input(0));
+        else if (flat && IsFlatKeyTranspose(transposed)) site.keys = BeforeHeadRepeat(BeforeFlatten(transposed->input(0)));
       }
       sites.push_back(site);
     }

@@ -1,8 +1,12 @@
 // Pass: finds eager attention in an inlined graph and taps its internals.
 //
 // Attention is recognised by its data flow, not by names: an aten::softmax over the last dimension
-// whose result (through casts, dropout or taps) is the left operand of a matmul with V. Walking back
-// from the softmax input through scaling, masking and casts reaches matmul(Q, K^T). Keys and values
+// whose result (through casts, dropout, masked fills, reshapes or taps) is the left operand of a
+// matmul or bmm with V. Walking back from the softmax input through scaling and masking (in place or
+// not), casts and reshapes reaches matmul(Q, K^T), or baddbmm(bias, Q, K^T) (Bloom). The pattern is
+// the value before any reshape on the way to V, so it keeps the softmax's layout. Attention written
+// with bmm on [batch * heads, seq, d] reshapes (Bloom) offers the [batch, heads, seq, d] tensors
+// around those reshapes, so every site has the documented layout. Keys and values
 // are taken before any repeat to the query heads (repeat_interleave, or expand + reshape as in
 // Hugging Face's repeat_kv), so they have the model's key/value heads.
 //

@@ -2,8 +2,9 @@
 // which of them a hooked graph taps.
 //
 // Names: "<module path>:<point>", e.g. "transformer.h.0.attn:output", "model.layers.1.self_attn:pattern";
-// the root module's points have no path ("input", "output"). Module points are "input" (".<arg>" when
-// the forward takes several tensors) and "output" (".<index>" / ".<key>" for tuple and dict outputs).
+// the root module's points have no path ("input", "output"). Module points are "input" (the hidden
+// states when the forward takes several tensors: the argument called hidden_states, else the first;
+// each other is "input.<arg>") and "output" (".<index>" / ".<key>" for tuple and dict outputs).
 // Attention points are "queries", "keys", "values" ([batch, heads, seq, d_head]; keys and values with
 // the model's key/value heads), "scores" (pre-softmax, mask applied), "pattern" (post-softmax, the
 // value that multiplies V) and "head_output" (pattern @ V, before the heads are merged).

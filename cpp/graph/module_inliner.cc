@@ -25,6 +25,20 @@ std::string JoinPath(const std::string& parent, const std::string& name) { retur
 
 bool IsTensor(const c10::TypePtr& type) { return type->kind() == c10::TypeKind::TensorType; }
 
+// The input point names of a forward's tensor arguments (indices into `arguments`): the hidden
+// states are "input" (the argument called hidden_states, else the first tensor), so that a block's
+// residual input has the same name whatever else it takes (Hugging Face decoder layers also take
+// masks and position embeddings); each other tensor is "input.<argument name>".
+std::vector<std::string> InputPointNames(const std::vector<c10::Argument>& arguments, const std::vector<size_t>& tensorArgs) {
+  size_t primary = tensorArgs.empty() ? 0 : tensorArgs.front();
+  for (size_t i : tensorArgs) {
+    if (arguments[i].name() == "hidden_states") primary = i;
+  }
+  std::vector<std::string> names;
+  for (size_t i : tensorArgs) names.push_back(i == primary ? "input" : "input." + arguments[i].name());
+  return names;
+}
+
 struct ModuleRef {
   std::string path;
   torch::jit::Module module;
@@ -124,9 +138,10 @@ class ModuleInliner {
       for (size_t i = 1; i < inputs.size() && i < arguments.size(); ++i) {
         if (IsTensor(arguments[i].type()) && IsTensor(inputs[i]->type())) tensorArgs.push_back(i);
       }
-      for (size_t i : tensorArgs) {
-        std::string point = tensorArgs.size() == 1 ? "input" : "input." + arguments[i].name();
-        if (auto site = plan_.Want(Point(target.path, type, point, "input"))) {
+      const std::vector<std::string> names = InputPointNames(arguments, tensorArgs);
+      for (size_t n = 0; n < tensorArgs.size(); ++n) {
+        const size_t i = tensorArgs[n];
+        if (auto site = plan_.Want(Point(target.path, type, names[n], "input"))) {
           inputs[i] = InsertTap(graph, inputs[i], *site);
           SetModulePath(inputs[i]->node(), callerPath);
         }
@@ -213,9 +228,10 @@ class ModuleInliner {
     for (size_t i = 1; i < graph.inputs().size() && i < arguments.size(); ++i) {
       if (IsTensor(arguments[i].type())) tensorArgs.push_back(i);
     }
-    for (size_t i : tensorArgs) {
-      std::string point = tensorArgs.size() == 1 ? "input" : "input." + arguments[i].name();
-      auto site = plan_.Want(Point("", type, point, "input"));
+    const std::vector<std::string> names = InputPointNames(arguments, tensorArgs);
+    for (size_t n = 0; n < tensorArgs.size(); ++n) {
+      const size_t i = tensorArgs[n];
+      auto site = plan_.Want(Point("", type, names[n], "input"));
       if (!site) continue;
       Value* input = graph.inputs()[i];
       WithInsertPoint guard(graph.block()->nodes().front());

@@ -35,6 +35,9 @@ def attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Optional[Ten
         else:
             scores = scores.masked_fill(attn_mask.logical_not(), float("-inf"))
     pattern = torch.softmax(scores, -1)
+    # a query row whose keys are all masked (left padding) is NaN after the softmax; the fused op
+    # gives 0 there, and a NaN would reach every later position through the next layer's matmul
+    pattern = pattern.masked_fill((scores == float("-inf")).all(-1, True), 0.0)
     if dropout_p > 0.0:
         pattern = torch.dropout(pattern, dropout_p, True)
     return torch.matmul(pattern, value)

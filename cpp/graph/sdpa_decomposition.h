@@ -4,7 +4,8 @@
 //
 // Guarantees: the replacement computes what the fused op documents: scale 1/sqrt(E) unless given;
 // is_causal keeps the lower triangle aligned top-left (tril of L x S); a bool mask keeps True; a float
-// mask is added; enable_gqa repeats keys and values to the query heads; dropout_p > 0 applies dropout
+// mask is added; a query row whose keys are all masked gives 0 (not the softmax's NaN), as the fused
+// op does; enable_gqa repeats keys and values to the query heads; dropout_p > 0 applies dropout
 // as the fused op does (whatever the training flag). Only nodes `select` accepts are replaced: fused
 // attention is faster, so it is decomposed only where a scores or pattern hook asks for it.
 // On libtorch 1.13 the op does not exist and the pass finds nothing.

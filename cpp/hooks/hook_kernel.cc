@@ -118,4 +118,9 @@ Napi::Value KernelHandle::Configure(const Napi::CallbackInfo& info) {
 
 Napi::Value KernelHandle::Name(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), name_); }
 
+at::Tensor TokensView(const at::Tensor& value, int64_t batch) {
+  if (value.dim() == 2 && batch > 0 && value.size(0) % batch == 0) return value.view({batch, value.size(0) / batch, value.size(1)});
+  return value;
+}
+
 }  // namespace easyroutine

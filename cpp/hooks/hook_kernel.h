@@ -32,6 +32,10 @@ class ResultWriter {
   TensorPack* pack_;
 };
 
+// A token-wise value as [batch, seq, ...]: a value whose tokens are flattened to [batch * seq, d]
+// (OPT's MLP works on it so) is viewed with `batch` rows; any other value is returned as it is.
+at::Tensor TokensView(const at::Tensor& value, int64_t batch);
+
 class HookKernel {
  public:
   virtual ~HookKernel() = default;

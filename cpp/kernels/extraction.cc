@@ -144,30 +144,29 @@ at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& group
 
 class PositionsKernel : public HookKernel {
  public:
-  PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample)
-      : rows_(std::move(rows)), groups_(std::move(groups)), layout_(std::move(layout)), avgOverExample_(avgOverExample) {}
+  // `inputLength` > 0: the positions are those of an input of that length, and a value with fewer
+  // positions holds the last ones (a model that returns logits for the last position only).
+  PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample, int64_t inputLength = 0)
+      : rows_(std::move(rows)), groups_(std::move(groups)), layout_(std::move(layout)), avgOverExample_(avgOverExample), inputLength_(inputLength) {}
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     at::Tensor tokens;  // [B, T, ...]
     if (layout_ == "tokens") {
-      if (value.dim() < 3) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, seq, ...]");
-      tokens = value;
+      tokens = TokensView(value, static_cast<int64_t>(rows_.size()));
+      if (tokens.dim() < 3) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, seq, ...]");
     } else {
       if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
       tokens = value.transpose(1, 2);  // [B, T, H, dh]
       if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
     }
     at::Tensor out;
-    if (SelectsAll(rows_, tokens.size(1))) {
+    if (inputLength_ > 0 && tokens.size(1) < inputLength_) {
+      out = GatherPositions(tokens, IndexTensor(EndAligned(tokens.size(1), point), tokens.size(0), tokens.size(1), point, tokens.device()));
+    } else if (SelectsAll(rows_, tokens.size(1))) {
       out = tokens.detach().clone();
     } else {
       std::lock_guard<std::mutex> lock(mutex_);
-      const at::Tensor& index = index_.Get(rows_, tokens.size(0), tokens.size(1), point, tokens.device());
-      std::vector<int64_t> shape = index.sizes().vec();
-      for (int64_t d = 2; d < tokens.dim(); ++d) shape.push_back(tokens.size(d));
-      at::Tensor expanded = index;
-      for (int64_t d = 2; d < tokens.dim(); ++d) expanded = expanded.unsqueeze(-1);
-      out = tokens.detach().gather(1, expanded.expand(shape));
+      out = GatherPositions(tokens, index_.Get(rows_, tokens.size(0), tokens.size(1), point, tokens.device()));
     }
     if (!groups_.empty()) out = GroupMeans(out, groups_);
     if (avgOverExample_) out = out.mean(0, /*keepdim=*/true);
@@ -192,10 +191,35 @@ class PositionsKernel : public HookKernel {
   }
 
  private:
+  static at::Tensor GatherPositions(const at::Tensor& tokens, const at::Tensor& index) {
+    std::vector<int64_t> shape = index.sizes().vec();
+    for (int64_t d = 2; d < tokens.dim(); ++d) shape.push_back(tokens.size(d));
+    at::Tensor expanded = index;
+    for (int64_t d = 2; d < tokens.dim(); ++d) expanded = expanded.unsqueeze(-1);
+    return tokens.detach().gather(1, expanded.expand(shape));
+  }
+
+  // The positions on a value of `length` positions that holds the input's last ones.
+  std::vector<std::vector<int64_t>> EndAligned(int64_t length, const HookPoint& point) const {
+    const int64_t shift = inputLength_ - length;
+    std::vector<std::vector<int64_t>> rows = rows_;
+    for (auto& row : rows) {
+      for (int64_t& p : row) {
+        if (p < shift) {
+          throw TypedError(ErrorKind::Index, "position " + std::to_string(p) + " is not in '" + point.name + "': the model returns " + std::to_string(length) + " of the input's " +
+                                                 std::to_string(inputLength_) + " positions (the last ones); ask for positions among them (e.g. 'last') or leave the logits out (saveLogits: false)");
+        }
+        p -= shift;
+      }
+    }
+    return rows;
+  }
+
   std::vector<std::vector<int64_t>> rows_;
   std::vector<int64_t> groups_;
   std::string layout_;
   bool avgOverExample_;
+  int64_t inputLength_;
   std::mutex mutex_;
   CachedIndex index_;
   at::Tensor result_;
@@ -524,14 +548,16 @@ std::string StringOption(const Napi::Object& options, const char* name, const st
 }  // namespace
 
 EASYROUTINE_REGISTER_KERNEL(positions, "positions",
-                            "the value at each batch row's positions ({positions, groups?, layout: tokens|heads|per_head, avgOverExample?})",
+                            "the value at each batch row's positions ({positions, groups?, layout: tokens|heads|per_head, avgOverExample?, inputLength?: a shorter value holds the last positions})",
                             [](Napi::Env, const Napi::Object& options) {
                               std::string layout = StringOption(options, "layout", "tokens");
                               if (layout != "tokens" && layout != "heads" && layout != "per_head") {
                                 throw TypedError(ErrorKind::InvalidArgument, "nativeHook('positions'): layout must be 'tokens', 'heads' or 'per_head'");
                               }
+                              Napi::Value inputLength = options.Get("inputLength");
                               return std::make_shared<PositionsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
-                                                                       layout, options.Get("avgOverExample").ToBoolean().Value());
+                                                                       layout, options.Get("avgOverExample").ToBoolean().Value(),
+                                                                       inputLength.IsNumber() ? inputLength.As<Napi::Number>().Int64Value() : 0);
                             });
 
 EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
@@ -551,8 +577,22 @@ EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
                                                                      options.Get("runningMean").ToBoolean().Value());
                             });
 
+namespace {
+
+// W_O as [d_model, heads * d_head] from options.weight and options.layout: "out_in" (nn.Linear's
+// [out, in], the default) or "in_out" (Hugging Face's Conv1D, GPT-2's c_proj: [in, out], used transposed).
+at::Tensor OutputProjectionWeight(Napi::Env env, const Napi::Object& options, const char* kernel) {
+  at::Tensor weight = TensorHandle::From(env, options.Get("weight"), "options.weight");
+  const std::string layout = StringOption(options, "layout", "out_in");
+  if (layout == "in_out") return weight.t();
+  if (layout != "out_in") throw TypedError(ErrorKind::InvalidArgument, std::string("nativeHook('") + kernel + "'): options.layout must be 'out_in' or 'in_out', got '" + layout + "'");
+  return weight;
+}
+
+}  // namespace
+
 EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
-                            "per head, vectors at positions times the head's block of W_O ({positions, groups?, weight, bias?, heads, nHeads, avgOverExample?})",
+                            "per head, vectors at positions times the head's block of W_O ({positions, groups?, weight, layout?, bias?, heads, nHeads, avgOverExample?})",
                             [](Napi::Env env, const Napi::Object& options) {
                               Napi::Value bias = options.Get("bias");
                               at::Tensor biasTensor = bias.IsUndefined() || bias.IsNull() ? at::Tensor() : TensorHandle::From(env, bias, "options.bias");
@@ -560,18 +600,18 @@ EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
                               if (!nHeads.IsNumber()) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('project_heads'): options.nHeads must be a number");
                               return std::make_shared<ProjectHeadsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
                                                                           options.Get("avgOverExample").ToBoolean().Value(),
-                                                                          TensorHandle::From(env, options.Get("weight"), "options.weight"), biasTensor,
+                                                                          OutputProjectionWeight(env, options, "project_heads"), biasTensor,
                                                                           Sizes(options.Get("heads"), "heads"), nHeads.As<Napi::Number>().Int64Value());
                             });
 
 EASYROUTINE_REGISTER_KERNEL(gradient_leaf, "gradient_leaf", "makes the value a leaf that requires grad (results(): the leaf), for gradients after a forward with grad",
                             [](Napi::Env, const Napi::Object&) { return std::make_shared<GradientLeafKernel>(); });
 
-EASYROUTINE_REGISTER_KERNEL(value_norms, "value_norms", "on a values point: each head's projected value norms, for value_weighted_pattern ({weight, nHeads})",
+EASYROUTINE_REGISTER_KERNEL(value_norms, "value_norms", "on a values point: each head's projected value norms, for value_weighted_pattern ({weight, layout?, nHeads})",
                             [](Napi::Env env, const Napi::Object& options) {
                               Napi::Value nHeads = options.Get("nHeads");
                               if (!nHeads.IsNumber()) throw TypedError(ErrorKind::InvalidArgument, "nativeHook('value_norms'): options.nHeads must be a number");
-                              return std::make_shared<ValueNormKernel>(TensorHandle::From(env, options.Get("weight"), "options.weight"), nHeads.As<Napi::Number>().Int64Value());
+                              return std::make_shared<ValueNormKernel>(OutputProjectionWeight(env, options, "value_norms"), nHeads.As<Napi::Number>().Int64Value());
                             });
 
 EASYROUTINE_REGISTER_KERNEL(value_weighted_pattern, "value_weighted_pattern",

@@ -69,7 +69,7 @@ class EditPositionsKernel : public HookKernel {
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     at::Tensor out = value.clone();
-    at::Tensor target = out;  // [B, T, ...]
+    at::Tensor target = head_ >= 0 ? out : TokensView(out, static_cast<int64_t>(rows_.size()));  // [B, T, ...], a view of `out`
     if (head_ >= 0) {
       if (value.dim() != 4 || head_ >= value.size(1)) {
         throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; head " + std::to_string(head_) + " of [batch, heads, seq, d_head] expected");

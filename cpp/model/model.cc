@@ -23,6 +23,10 @@ namespace easyroutine {
 
 namespace {
 
+// Extra files of a TorchScript archive that loading reads: easyroutine's manifest (the architecture
+// mapping) and the tokenizer, both written by python/easyroutine_export.py.
+constexpr const char* kKnownExtraFiles[] = {"easyroutine.json", "tokenizer.json"};
+
 std::string DescribeInputs(const std::vector<c10::IValue>& stack) {
   std::ostringstream out;
   for (size_t i = 0; i < stack.size(); ++i) {
@@ -156,6 +160,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::Modules>("modules"),
                          InstanceMethod<&ModelHandle::Parameters>("parameters"),
                          InstanceMethod<&ModelHandle::Signature>("signature"),
+                         InstanceMethod<&ModelHandle::ExtraFiles>("extraFiles"),
                          InstanceMethod<&ModelHandle::HookPoints>("hookPoints"),
                          InstanceMethod<&ModelHandle::HookPointShapes>("hookPointShapes"),
                          InstanceMethod<&ModelHandle::HookedGraphInfo>("hookedGraph"),
@@ -200,8 +205,12 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     if (verify) VerifyArchive(path);
 
     auto module = std::make_shared<torch::jit::Module>();
+    // The extra files easyroutine's exporter writes (torch.jit.save(..., _extra_files=...)); absent
+    // ones stay empty.
+    torch::jit::ExtraFilesMap extraFiles;
+    for (const char* name : kKnownExtraFiles) extraFiles[name] = "";
     try {
-      *module = torch::jit::load(path, device);
+      *module = torch::jit::load(path, device, extraFiles);
     } catch (const torch::jit::ErrorReport& e) {
       throw TypedError(ErrorKind::ModelLoad, "loadModel: '" + path + "' is damaged or needs ops this libtorch (" TORCH_VERSION
                                              ") lacks: " + RootCause(CompilationMessage(e)));
@@ -219,6 +228,9 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     self->module_ = std::move(module);
     self->device_ = device;
     self->path_ = path;
+    for (auto& [name, content] : extraFiles) {
+      if (!content.empty()) self->extraFiles_[name] = std::move(content);
+    }
     return handle;
   });
 }
@@ -308,6 +320,12 @@ Napi::Value ModelHandle::Parameters(const Napi::CallbackInfo& info) {
     }
     return out;
   });
+}
+
+Napi::Value ModelHandle::ExtraFiles(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  for (const auto& [name, content] : extraFiles_) out.Set(name, Napi::String::New(info.Env(), content));
+  return out;
 }
 
 Napi::Value ModelHandle::Signature(const Napi::CallbackInfo& info) {

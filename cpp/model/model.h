@@ -5,6 +5,7 @@
 #include <napi.h>
 #include <torch/script.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value Modules(const Napi::CallbackInfo& info);
   Napi::Value Parameters(const Napi::CallbackInfo& info);
   Napi::Value Signature(const Napi::CallbackInfo& info);
+  Napi::Value ExtraFiles(const Napi::CallbackInfo& info);
   Napi::Value HookPoints(const Napi::CallbackInfo& info);
   Napi::Value HookPointShapes(const Napi::CallbackInfo& info);
   Napi::Value HookedGraphInfo(const Napi::CallbackInfo& info);
@@ -54,6 +56,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   std::shared_ptr<torch::jit::Module> module_;
   at::Device device_{at::kCPU};
   std::string path_;
+  std::map<std::string, std::string> extraFiles_;
   bool disposed_ = false;
 
   std::unique_ptr<InferenceThread> thread_;

@@ -92,6 +92,7 @@ export interface NativeModel {
   modules(): NativeModuleInfo[];
   parameters(): [string, NativeTensor][];
   signature(): string;
+  extraFiles(): Record<string, string>;
   forward(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }): unknown;
   forwardAsync(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }, token: NativeAbortToken | null): Promise<unknown>;
   setTraining(training: boolean): void;

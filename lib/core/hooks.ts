@@ -18,7 +18,8 @@ export type HookPointKind = 'input' | 'output' | 'queries' | 'keys' | 'values' |
 /**
  * A place in the forward where hooks can run. Names are `<module path>:<point>`:
  * - module points: `transformer.h.0.mlp:input`, `transformer.h.0:output`, `lm_head:output`; a forward
- *   taking several tensors has `:input.<argument>`; tuple and dict outputs have `:output.<index>` and
+ *   taking several tensors has `:input` for its hidden states (the argument called `hidden_states`, else
+ *   the first tensor) and `:input.<argument>` for each other; tuple and dict outputs have `:output.<index>` and
  *   `:output.<key>`; the root module's points are plain `input` and `output`;
  * - attention internals of an attention module found in the graph: `:queries`, `:keys`, `:values`
  *   (`[batch, heads, seq, d_head]`, after RoPE; keys and values with the key/value heads), `:scores`

@@ -136,6 +136,17 @@ export class Model implements Disposable {
     return this.#handle.signature();
   }
 
+  /**
+   * The extra files of the archive that loading reads, by name: `easyroutine.json` (the manifest
+   * that `easyroutine export` writes, with the architecture mapping) and `tokenizer.json`, each when
+   * the file has it.
+   */
+  get extraFiles(): Readonly<Record<string, string>> {
+    return (this.#extraFiles ??= Object.freeze(this.#handle.extraFiles()));
+  }
+
+  #extraFiles: Readonly<Record<string, string>> | undefined;
+
   /** Every module of the tree, root first, depth-first in definition order. */
   modules(): ModuleInfo[] {
     return this.#handle.modules();

@@ -14,10 +14,12 @@ import { loadModel, type LoadOptions, type Model } from '../core/model';
 import { Tensor, tensor } from '../core/tensor';
 import { ActivationCache } from './activation-cache';
 import { detectArchitecture } from './architecture/detect';
-import type { ArchitectureMapping, ArchitectureOverrides } from './architecture/mapping';
+import { mappingFromManifest, readManifest } from './architecture/manifest';
+import { applyOverrides, type ArchitectureMapping, type ArchitectureOverrides } from './architecture/mapping';
 import { OutputProjections } from './architecture/output-projection';
 import { extractionConfig, type ExtractionConfig } from './extraction-config';
 import { assembleCache } from './forward/cache-assembly';
+import { fullMask, takesAttentionMask } from './forward/inputs';
 import { ExtractionKernels } from './forward/extraction';
 import { PositionResolver } from './forward/positions';
 import { RunningAverages } from './forward/running-averages';
@@ -77,6 +79,8 @@ export interface ExtractCacheOptions extends HookedForwardOptions {
 /** What one forward runs and how it turns the kernels' results into a cache. */
 interface Plan {
   ids: Tensor;
+  /** The forward's arguments: the ids, and the attention mask where the export takes one. */
+  args: Tensor[];
   hooks: Record<string, Hook[]>;
   grad: boolean;
   /** Whether the cache needs the forward's output (keepGradient's gradient of a logit), else null. */
@@ -87,10 +91,19 @@ interface Plan {
   release(): void;
 }
 
-function idsTensor(inputIds: Tensor | number[][]): Tensor {
-  if (inputIds instanceof Tensor) return inputIds;
+/**
+ * The ids as a tensor, and the attention mask: the one given, or, for rows of unequal lengths, one
+ * built from the left padding this adds (pad id 0; causal LMs continue the right end, so that is
+ * where the real tokens go).
+ */
+function batchOf(inputIds: Tensor | number[][], mask: Tensor | number[][] | undefined): { ids: Tensor; mask: Tensor | number[][] | undefined } {
+  if (inputIds instanceof Tensor) return { ids: inputIds, mask };
   if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError('HookedModel.forward: inputIds must be a Tensor or an array of token id rows');
-  return tensor(inputIds, { dtype: 'int64' });
+  const longest = Math.max(...inputIds.map((row) => row.length));
+  if (mask !== undefined || inputIds.every((row) => row.length === longest)) return { ids: tensor(inputIds, { dtype: 'int64' }), mask };
+  const padded = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(0), ...row]);
+  const built = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(0), ...new Array<number>(row.length).fill(1)]);
+  return { ids: tensor(padded, { dtype: 'int64' }), mask: built };
 }
 
 /** A model with easyroutine's extraction API. */
@@ -103,21 +116,31 @@ export class HookedModel {
   readonly #positions = new PositionResolver();
   readonly #kernels: ExtractionKernels;
   readonly #projections: OutputProjections;
+  /** Whether the export's forward takes `(input_ids, attention_mask)`. */
+  readonly #takesMask: boolean;
 
   /** Decodes token ids for {@link HookedModel.toStringTokens}, predictions and `token_dict`. */
   tokenizer: Tokenizer | undefined;
 
-  constructor(model: Model, overrides: ArchitectureOverrides = {}, tokenizer?: Tokenizer) {
+  /**
+   * `overrides` replace what the mapping says. The mapping is the file's manifest (written by
+   * `easyroutine export`) when it has one, unless `options.useManifest` is false; otherwise it is
+   * detected from the graph ({@link detectArchitecture}).
+   */
+  constructor(model: Model, overrides: ArchitectureOverrides = {}, tokenizer?: Tokenizer, options: { useManifest?: boolean } = {}) {
     this.model = model;
-    this.architecture = detectArchitecture(model, overrides);
+    const manifest = options.useManifest === false ? undefined : readManifest(model);
+    // a file with the exporter's manifest needs no heuristics
+    this.architecture = manifest ? applyOverrides(mappingFromManifest(model, manifest), overrides) : detectArchitecture(model, overrides);
+    this.#takesMask = takesAttentionMask(model);
     this.tokenizer = tokenizer;
     this.#projections = new OutputProjections(model, this.architecture);
     this.#kernels = new ExtractionKernels(this.architecture, this.#projections);
   }
 
-  /** Loads a TorchScript file and maps its architecture. */
-  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides; tokenizer?: Tokenizer } = {}): HookedModel {
-    return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer);
+  /** Loads a TorchScript file and maps its architecture (see the constructor). */
+  static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides; tokenizer?: Tokenizer; useManifest?: boolean } = {}): HookedModel {
+    return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer, { useManifest: options.useManifest });
   }
 
   /** Each token id as text (needs a tokenizer). */
@@ -156,7 +179,7 @@ export class HookedModel {
     const plan = this.#plan(inputIds, options);
     let output: Tensor | null;
     try {
-      output = this.model.forward(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output }) as Tensor | null;
+      output = this.model.forward(plan.args, { hooks: plan.hooks, grad: plan.grad, output: plan.output }) as Tensor | null;
     } catch (error) {
       plan.release();
       throw error;
@@ -201,7 +224,7 @@ export class HookedModel {
   async #runAsync(plan: Plan, signal: AbortSignal | undefined): Promise<ActivationCache> {
     let output: Tensor | null;
     try {
-      output = (await this.model.forwardAsync(plan.ids, { hooks: plan.hooks, grad: plan.grad, output: plan.output, signal })) as Tensor | null;
+      output = (await this.model.forwardAsync(plan.args, { hooks: plan.hooks, grad: plan.grad, output: plan.output, signal })) as Tensor | null;
     } catch (error) {
       plan.release();
       throw error;
@@ -210,12 +233,14 @@ export class HookedModel {
   }
 
   #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: RunningAverages): Plan {
-    const ids = idsTensor(inputIds);
+    const { ids, mask } = batchOf(inputIds, options.attentionMask);
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
     const specs = options.targetTokenPositions ?? ['all'];
-    const spans = this.#spans(options.attentionMask, batch, seq);
-    const { perRow, groupSizes, target, extractionKey } = this.#positions.resolve(config, specs, spans, { pivotPositions: options.pivotPositions, seed: options.seed, masked: options.attentionMask !== undefined });
+    const spans = this.#spans(mask, batch, seq);
+    const { perRow, groupSizes, target, extractionKey } = this.#positions.resolve(config, specs, spans, seq, { pivotPositions: options.pivotPositions, seed: options.seed, masked: mask !== undefined });
+    // the export takes the mask as its second argument: the given one, else all ones
+    const maskArgument = !this.#takesMask ? undefined : mask === undefined ? fullMask(ids) : mask instanceof Tensor ? mask : tensor(mask, { dtype: 'int64' });
     const extraction = this.#kernels.acquire(extractionKey, config, target);
     const hooks = [...extraction.hooks];
     if (running) hooks.push(...running.hooks(config, target));
@@ -235,8 +260,9 @@ export class HookedModel {
     for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
 
     const release = () => {
-      // ids made here from number rows are ours to free
+      // ids and masks made here are ours to free
       if (ids !== inputIds) ids.dispose();
+      if (maskArgument !== undefined && maskArgument !== options.attentionMask) maskArgument.dispose();
       this.#kernels.release(extraction);
     };
     const finish = (output: Tensor | null) => {
@@ -261,7 +287,7 @@ export class HookedModel {
         release();
       }
     };
-    return { ids, hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
+    return { ids, args: maskArgument ? [ids, maskArgument] : [ids], hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
   }
 
   /** Adds interventions that apply to every later forward (before per-call ones). */

@@ -5,9 +5,10 @@
  * @module
  */
 import { InvalidArgumentError } from '../../core/errors';
-import type { Model } from '../../core/model';
+import type { Model, ModelInput } from '../../core/model';
 import { tensor, type Tensor } from '../../core/tensor';
-import { applyOverrides, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './mapping';
+import { fullMask, takesAttentionMask } from '../forward/inputs';
+import { applyOverrides, layerPoints, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './mapping';
 
 const NORM = /norm|ln/i;
 
@@ -33,60 +34,81 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
   }
   const children = (path: string) => modules.filter((m) => m.path !== path && parentOf(m.path) === path).map((m) => m.path);
   const isNorm = (path: string) => NORM.test(path.split('.').pop() ?? '') || /Norm/.test(typeOf.get(path) ?? '');
-  const has = (name: string) => (names.has(name) ? name : undefined);
 
-  const layers: LayerSites[] = attentionPaths.map((attention) => {
+  const inside = (path: string, root: string) => path === root || path.startsWith(root + '.');
+  const sample = sampleInput ?? tensor([[0, 1, 2, 3]], { dtype: 'int64' });
+  const args = takesAttentionMask(model) ? [sample, fullMask(sample)] : [sample];
+  const blocks = attentionPaths.map((attention) => {
     // the block: the closest ancestor (or the attention itself) whose last component is the layer number
     let block = attention;
     while (block && !/^\d+$/.test(block.split('.').pop() ?? '')) block = parentOf(block);
-    if (!block) block = attention;
+    return block || attention;
+  });
+  // Where each value goes is read off one forward: a module reads another's output when the two
+  // values are the same data (registration order says nothing: Hugging Face registers self_attn,
+  // mlp, input_layernorm, post_attention_layernorm).
+  const inBlocks = (path: string) => blocks.some((b) => inside(path, b));
+  // a module's outputs: `:output`, or `:output.K` for a traced module that returns several values
+  const outputsOf = (path: string) => points.filter((p) => p.module === path && p.kind === 'output').map((p) => p.name);
+  const probed = modules.filter((m) => m.path).flatMap((m) => (inBlocks(m.path) ? [`${m.path}:input`, ...outputsOf(m.path)] : [`${m.path}:input`]));
+  probed.push(...attentionPaths.map((a) => `${a}:head_output`));
+  const values = probeValues(model, args, probed.filter((p) => names.has(p)));
+  const same = (a: string, b: string) => sameData(values.get(a), values.get(b));
+  const feeds = (module: string, input: string) => outputsOf(module).some((output) => same(output, input));
+
+  const layers: LayerSites[] = attentionPaths.map((attention, i) => {
+    const block = blocks[i]!;
     const siblings = children(block);
-    const attentionChild = siblings.find((c) => attention === c || attention.startsWith(c + '.')) ?? attention;
-    const at = order.get(attentionChild) ?? 0;
-    const before = siblings.filter((c) => (order.get(c) ?? 0) < at);
-    const after = siblings.filter((c) => (order.get(c) ?? 0) > at);
-    const attentionNorm = [...before].reverse().find(isNorm) ?? null;
-    const mlpNorm = after.find(isNorm) ?? null;
-    const mlp = after.find((c) => !isNorm(c) && modules.some((m) => (m.path === c || m.path.startsWith(c + '.')) && m.parameters.length > 0)) ?? null;
-    const projections = children(attention).filter((c) => /Linear/.test(typeOf.get(c) ?? ''));
-    const outputProjection = projections.find((c) => /(^|\.)(c_proj|o_proj|out_proj|dense|out)$/.test(c)) ?? projections.at(-1) ?? null;
-    const point = (path: string | null, p: string) => (path === null ? undefined : has(`${path}:${p}`));
-    return {
+    const attentionChild = siblings.find((c) => inside(attention, c)) ?? attention;
+    const outsideAttention = modules.map((m) => m.path).filter((p) => inside(p, block) && p !== block && !inside(p, attentionChild));
+    const norms = outsideAttention.filter(isNorm);
+    const attentionNorm = norms.find((n) => feeds(n, `${attention}:input`)) ?? null;
+    const mlpCandidates = siblings.filter((c) => c !== attentionChild && !isNorm(c) && modules.some((m) => inside(m.path, c) && m.parameters.length > 0));
+    let mlpNorm: string | null = null;
+    let mlp: string | null = null;
+    for (const candidate of mlpCandidates) {
+      const norm = norms.find((n) => feeds(n, `${candidate}:input`));
+      if (norm !== undefined) {
+        mlp = candidate;
+        mlpNorm = norm;
+        break;
+      }
+    }
+    if (mlp === null) mlp = mlpCandidates.find((c) => outputsOf(c).length > 0) ?? null;
+    // parallel attention and MLP: both read the block's input (through one norm or two)
+    const parallel = mlpNorm !== null && (mlpNorm === attentionNorm || same(`${mlpNorm}:input`, `${block}:input`));
+    // W_O: the projection whose input is the merged head outputs (the same numbers in another order)
+    const projections = modules.filter((m) => inside(m.path, attention) && m.path !== attention && /Linear|Conv1D/.test(m.type)).map((m) => m.path);
+    const outputProjection =
+      projections.find((p) => sameNumbers(values.get(`${p}:input`), values.get(`${attention}:head_output`))) ??
+      projections.find((c) => /(^|\.)(c_proj|o_proj|out_proj|dense|out)$/.test(c)) ??
+      projections.at(-1) ??
+      null;
+    const sites: LayerSites = {
       block,
       attention,
       attentionNorm,
       mlpNorm,
       mlp,
       outputProjection,
-      points: {
-        resid_in: `${block}:input`,
-        resid_out: `${block}:output`,
-        resid_mid: point(mlpNorm, 'input'),
-        mlp_in: point(mlpNorm, 'output'),
-        attn_in: `${attention}:input`,
-        attn_out: `${attention}:output`,
-        queries: `${attention}:queries`,
-        keys: `${attention}:keys`,
-        values: `${attention}:values`,
-        scores: `${attention}:scores`,
-        pattern: `${attention}:pattern`,
-        head_output: `${attention}:head_output`,
-        mlp_out: point(mlp, 'output'),
-      },
+      points: layerPoints({ block, attention, mlpNorm, mlp, parallel }, names),
     };
+    if (outputProjection !== null && typeOf.get(outputProjection) === 'Conv1D') sites.outputProjectionLayout = 'in_out';
+    if (parallel) sites.parallel = true;
+    return sites;
   });
 
   const lastBlock = layers.at(-1)?.block ?? '';
   const lastIndex = order.get(lastBlock) ?? 0;
-  const outside = modules.filter((m) => m.path && !layers.some((l) => m.path === l.block || m.path.startsWith(l.block + '.')) && (order.get(m.path) ?? 0) > lastIndex);
-  const finalNorm = outside.find((m) => isNorm(m.path))?.path ?? null;
-  const unembed = [...outside].reverse().find((m) => /Linear/.test(m.type))?.path ?? null;
+  const outside = modules.filter((m) => m.path && !inBlocks(m.path));
+  const after = outside.filter((m) => (order.get(m.path) ?? 0) > lastIndex);
+  // the final norm reads the last block's output (OPT registers it before the layers)
+  const finalNorm = outside.find((m) => isNorm(m.path) && same(`${m.path}:input`, `${lastBlock}:output`))?.path ?? after.find((m) => isNorm(m.path))?.path ?? null;
+  const unembed = [...after].reverse().find((m) => /Linear/.test(m.type))?.path ?? null;
 
   let shapes = new Map<string, number[] | null>();
   const first = layers[0];
-  if (first) {
-    shapes = model.hookPointShapes(sampleInput ?? tensor([[0, 1]], { dtype: 'int64' }));
-  }
+  if (first) shapes = model.hookPointShapes(args);
   const q = first ? shapes.get(first.points.queries) : null;
   const k = first ? shapes.get(first.points.keys) : null;
   const resid = first ? shapes.get(first.points.resid_out) : null;
@@ -99,6 +121,31 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
     finalNorm,
     unembed,
     embeddings: first ? first.points.resid_in : 'input',
+    source: 'detected',
   };
   return applyOverrides(mapping, overrides);
+}
+
+/** The first value seen at each of `points` on one forward of `args`, as float32 copies. */
+function probeValues(model: Model, args: ModelInput[], points: string[]): Map<string, Float32Array> {
+  const seen = new Map<string, Float32Array>();
+  if (points.length === 0) return seen;
+  const record = (point: string) => (value: Tensor) => {
+    if (!seen.has(point) && (value.dtype.startsWith('float') || value.dtype === 'bfloat16')) seen.set(point, value.toFloat32Array());
+  };
+  model.forward(args, { hooks: Object.fromEntries(points.map((p) => [p, record(p)])), output: false });
+  return seen;
+}
+
+/** The same numbers in the same order (a view or reshape of one value). */
+function sameData(a: Float32Array | undefined, b: Float32Array | undefined): boolean {
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/** The same numbers in any order (a permutation, as merging heads is). */
+function sameNumbers(a: Float32Array | undefined, b: Float32Array | undefined): boolean {
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  return sameData(Float32Array.from(a).sort(), Float32Array.from(b).sort());
 }

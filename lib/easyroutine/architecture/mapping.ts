@@ -20,6 +20,13 @@ export interface LayerSites {
   mlp: string | null;
   /** The attention's output projection (its weight is W_O), when found. */
   outputProjection: string | null;
+  /**
+   * How its weight is laid out: `out_in` (nn.Linear, `[d_model, heads * d_head]`) or `in_out`
+   * (Hugging Face's Conv1D, GPT-2's `c_proj`). Default `out_in`.
+   */
+  outputProjectionLayout?: 'out_in' | 'in_out';
+  /** Attention and MLP read the same residual (GPT-J, Falcon, GPT-NeoX): there is no resid_mid. */
+  parallel?: boolean;
   /** Hook point names of the semantic sites of this layer (absent when the structure lacks them). */
   points: {
     resid_in: string;
@@ -54,6 +61,43 @@ export interface ArchitectureMapping {
   unembed: string | null;
   /** The hook point of the embeddings (the input of block 0). */
   embeddings: string;
+  /** Where the mapping came from: the file's manifest (written by the exporter) or detection. */
+  source?: 'manifest' | 'detected';
+}
+
+/** The modules of a layer that its hook points follow from. */
+export interface LayerModules {
+  block: string;
+  attention: string;
+  mlpNorm: string | null;
+  mlp: string | null;
+  /** The module whose output is the MLP's, when the MLP is no module of its own (OPT: fc2). */
+  mlpOutput?: string | null | undefined;
+  parallel?: boolean | undefined;
+}
+
+/**
+ * The hook points of a layer's semantic sites; `names` holds the model's hook point names (a site
+ * whose point the model lacks is left out).
+ */
+export function layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel }: LayerModules, names: ReadonlySet<string>): LayerSites['points'] {
+  const point = (path: string | null, p: string) => (path === null || !names.has(`${path}:${p}`) ? undefined : `${path}:${p}`);
+  return {
+    resid_in: `${block}:input`,
+    resid_out: `${block}:output`,
+    resid_mid: parallel ? undefined : point(mlpNorm, 'input'),
+    // a traced norm whose input the block reuses returns (normed, input): its own result comes first
+    mlp_in: point(mlpNorm, 'output') ?? point(mlpNorm, 'output.0'),
+    attn_in: `${attention}:input`,
+    attn_out: `${attention}:output`,
+    queries: `${attention}:queries`,
+    keys: `${attention}:keys`,
+    values: `${attention}:values`,
+    scores: `${attention}:scores`,
+    pattern: `${attention}:pattern`,
+    head_output: `${attention}:head_output`,
+    mlp_out: point(mlp ?? mlpOutput ?? null, 'output'),
+  };
 }
 
 /** Overrides of {@link detectArchitecture}: any field replaces what detection found. */
@@ -71,13 +115,15 @@ export function applyOverrides(mapping: ArchitectureMapping, overrides: Architec
 /** A readable summary of a mapping, one line per fact. */
 export function describeArchitecture(mapping: ArchitectureMapping): string {
   const lines = [
+    ...(mapping.source ? [`architecture: ${mapping.source === 'manifest' ? "from the file's manifest" : 'detected from the graph'}`] : []),
     `${mapping.layers.length} layers, ${mapping.nHeads} heads (${mapping.nKvHeads} key/value), d_head ${mapping.dHead}, d_model ${mapping.dModel}`,
     `embeddings: ${mapping.embeddings}`,
   ];
   for (const [i, layer] of mapping.layers.entries()) {
     lines.push(
-      `layer ${i}: block ${layer.block}, attention ${layer.attention} (W_O: ${layer.outputProjection ?? 'not found'}), ` +
-        `norms ${layer.attentionNorm ?? '-'} / ${layer.mlpNorm ?? '-'}, mlp ${layer.mlp ?? 'not found'}`,
+      `layer ${i}: block ${layer.block}, attention ${layer.attention} (W_O: ${layer.outputProjection ?? 'not found'}${layer.outputProjectionLayout === 'in_out' ? ', [in, out]' : ''}), ` +
+        `norms ${layer.attentionNorm ?? '-'} / ${layer.mlpNorm ?? '-'}${layer.parallel ? ' (parallel attention and MLP)' : ''}, ` +
+        `mlp ${layer.mlp ?? (layer.points.mlp_out ? `not one module (output: ${layer.points.mlp_out})` : 'not found')}`,
     );
   }
   lines.push(`final norm: ${mapping.finalNorm ?? 'not found'}`, `unembedding: ${mapping.unembed ?? 'not found'}`);

@@ -12,6 +12,8 @@ import type { ArchitectureMapping } from './mapping';
 export interface OutputProjection {
   weight: Tensor;
   bias: Tensor | undefined;
+  /** The weight's layout, as the kernels' `layout` option takes it. */
+  layout: 'out_in' | 'in_out';
 }
 
 /** The output projections of a model's layers, read on first use. */
@@ -34,7 +36,7 @@ export class OutputProjections {
       const parameters = this.#model.parameters();
       const weight = parameters.get(`${path}.weight`);
       if (!weight) throw new InvalidArgumentError(`HookedModel: '${path}' has no weight to use as W_O`);
-      found = { weight, bias: parameters.get(`${path}.bias`) };
+      found = { weight, bias: parameters.get(`${path}.bias`), layout: this.#mapping.layers[layer]!.outputProjectionLayout ?? 'out_in' };
       this.#found.set(layer, found);
     }
     return found;

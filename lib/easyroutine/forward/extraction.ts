@@ -72,7 +72,7 @@ export class ExtractionKernels {
     extraction.busy = false;
   }
 
-  #build(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows }: Target): Extraction {
+  #build(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows, inputLength }: Target): Extraction {
     const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
@@ -89,7 +89,10 @@ export class ExtractionKernels {
     arch.layers.forEach((layer, i) => {
       const p = layer.points;
       if (config.extractResidIn) add(tokens(`resid_in_${i}`, p.resid_in, 'resid_in'));
-      if (config.extractResidMid) add(tokens(`resid_mid_${i}`, p.resid_mid, 'the MLP norm (resid_mid is its input)'));
+      if (config.extractResidMid) {
+        if (layer.parallel) throw new InvalidArgumentError(`HookedModel: resid_mid does not exist in layer ${i}: its attention and MLP run in parallel on the block's input (resid_in); extract resid_in or mlp_in instead`);
+        add(tokens(`resid_mid_${i}`, p.resid_mid, 'the MLP norm (resid_mid is its input)'));
+      }
       if (config.extractResidOut) add(tokens(`resid_out_${i}`, p.resid_out, 'resid_out'));
       if (config.extractResidInPostLayernorm) add(tokens(`resid_in_post_layernorm_${i}`, p.attn_in, 'attn_in'));
       if (config.extractAttnIn) add(tokens(`attn_in_${i}`, p.attn_in, 'attn_in'));
@@ -138,8 +141,8 @@ export class ExtractionKernels {
         if (!flag) continue;
         const heads = selectedHeads(config, i, arch.nHeads);
         if (heads.length === 0) continue;
-        const { weight, bias } = this.#projections.of(i);
-        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
+        const { weight, bias, layout } = this.#projections.of(i);
+        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, layout, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
         collectors.push({
           key: `${name}_L${i}`,
           hook,
@@ -185,8 +188,14 @@ export class ExtractionKernels {
       hooks.push([arch.embeddings, leaf]);
     }
     if (config.saveLogits) {
-      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
-      collectors.push({ key: 'logits', hook, collect: (cache, r) => addResult(cache, 'logits', r.tensor(hook), '[batch, position, vocabulary]') });
+      // a model may return fewer positions than it was given (generation exports: the last one only);
+      // the kernel then reads the target positions among those, or names the case
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample, inputLength });
+      collectors.push({
+        key: 'logits',
+        hook,
+        collect: (cache, r) => addResult(cache, 'logits', r.tensor(hook), '[batch, position, vocabulary]; from an output with fewer positions than the input, its last positions'),
+      });
       hooks.push(['output', hook]);
     }
 

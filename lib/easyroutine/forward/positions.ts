@@ -19,6 +19,8 @@ export interface Target {
   offsets: number[];
   /** Per batch row, the query-row groups of the pattern (attnPatternRowPositions). */
   rows: number[][][] | undefined;
+  /** The input's sequence length (padding included). */
+  inputLength: number;
 }
 
 /** Everything a forward's options resolve to before it runs: equal for equal options and shapes. */
@@ -69,8 +71,8 @@ function concatenated(groups: readonly number[][]): number[] {
 export class PositionResolver {
   readonly #resolutions = new Map<string, Resolution>();
 
-  resolve(config: Readonly<ExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], options: PositionOptions): Resolution {
-    const memoKey = options.masked ? undefined : `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${spans[0]?.length} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}`;
+  resolve(config: Readonly<ExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], inputLength: number, options: PositionOptions): Resolution {
+    const memoKey = options.masked ? undefined : `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${inputLength} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}`;
     const known = memoKey === undefined ? undefined : this.#resolutions.get(memoKey);
     if (known) return known;
     const resolveRows = (list: TokenPosition[]) => spans.map((span, row) => resolveTokenPositions(list, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }));
@@ -87,9 +89,10 @@ export class PositionResolver {
       groupSizes,
       offsets: spans.map((s) => s.offset),
       rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
+      inputLength,
     };
     const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
-    const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows}`;
+    const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows} ${inputLength}`;
     const resolution = { perRow, groupSizes, target, extractionKey };
     if (memoKey !== undefined) remember(this.#resolutions, memoKey, resolution, RESOLUTION_CACHE_SIZE);
     return resolution;

@@ -46,7 +46,8 @@ export class RunningAverages {
           let norms = running.get(`value_norms_L${i}`);
           let weighted = running.get(`avg_value_weighted_pattern_L${i}`);
           if (!norms || !weighted) {
-            norms = nativeHook('value_norms', { weight: this.#projections.of(i).weight.native, nHeads: arch.nHeads });
+            const { weight, layout } = this.#projections.of(i);
+            norms = nativeHook('value_norms', { weight: weight.native, layout, nHeads: arch.nHeads });
             weighted = nativeHook('value_weighted_pattern', { positions, heads: patternHeads, valueNorms: norms.native });
             running.set(`value_norms_L${i}`, norms);
             running.set(`avg_value_weighted_pattern_L${i}`, weighted);

@@ -1,0 +1,368 @@
+"""Exports a Hugging Face causal LM to TorchScript for easyroutine, with its architecture written into
+the file.
+
+    python3 easyroutine_export.py MODEL_DIR OUT.pt [--attn eager|sdpa] [--dtype float32|float16|bfloat16]
+                                  [--device cpu|cuda]
+
+(`npx easyroutine export` runs this with your Python.) The model is loaded from a local directory
+(`save_pretrained` output or a hub snapshot), wrapped so that `forward(input_ids, attention_mask)`
+returns the logits, traced, checked against the nn.Module on a sample and on a left-padded batch, and
+saved with two extra files in the archive:
+
+- `easyroutine.json`, the manifest: format version, the Hugging Face class and config, and the
+  architecture mapping (per layer: block, attention and its q/k/v/o projections with their layout,
+  the norms before attention and before the MLP, sandwich norms, parallel attention + MLP, the MLP's
+  input and output; head counts and RoPE; final norm; unembedding);
+- `tokenizer.json`, when the model directory has one.
+
+The mapping is found by data flow on the nn.Module, with PyTorch's forward hooks on one sample: a
+norm's role is where its output goes (the attention's input or the MLP's), the MLP is what reads the
+MLP norm's output, W_O is the projection the attention calls last on its merged heads. A plain
+nn.Module is exported with `export(module, out, mapping=...)`, the mapping given by hand.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+from typing import Dict, List, Optional
+
+MANIFEST_NAME = "easyroutine.json"
+MANIFEST_VERSION = 1
+
+
+def _require():
+    missing = []
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        missing.append("torch")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        missing.append("transformers")
+    if missing:
+        sys.stderr.write(
+            f"easyroutine export: this Python ({sys.executable}) lacks {' and '.join(missing)}; "
+            f"install with: {sys.executable} -m pip install {' '.join(missing)}\n"
+            "or point EASYROUTINE_PYTHON at a Python that has them.\n"
+        )
+        sys.exit(3)
+
+
+def _wrapper_class():  # built on demand: torch is imported only after the requirement check
+    import torch
+
+    class CausalLMLogits(torch.nn.Module):
+        """forward(input_ids, attention_mask) -> logits of a Hugging Face causal LM."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    return CausalLMLogits
+
+
+def _patch_untraceable(model):
+    """Replaces Python autograd Functions that torch.jit.save refuses by the same computation in
+    plain ops (Bloom's GeLU: `bloom_gelu_forward` is what its Function's forward calls)."""
+    patched = []
+    try:
+        from transformers.models.bloom import modeling_bloom
+
+        for name, module in model.named_modules():
+            if isinstance(module, getattr(modeling_bloom, "BloomGelu", ())):
+                module.forward = modeling_bloom.bloom_gelu_forward
+                patched.append(name)
+    except ImportError:
+        pass
+    return patched
+
+
+def _first_tensor(value):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(value, dict):
+        for v in value.values():
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    if hasattr(value, "to_tuple"):
+        return _first_tensor(value.to_tuple())
+    return None
+
+
+def _same(a, b) -> bool:
+    """Whether two recorded values are the same data (a view or reshape counts as the same)."""
+    import torch
+
+    return a is not None and b is not None and a.numel() == b.numel() and a.dtype == b.dtype and torch.equal(a.reshape(-1), b.reshape(-1))
+
+
+def _record(model, inputs) -> Dict[str, dict]:
+    """Every module's hidden-states input and first tensor output on one forward, in call order."""
+    import torch
+
+    seen: Dict[str, dict] = {}
+    order = [0]
+    handles = []
+    for path, module in model.named_modules():
+        def hook(mod, args, kwargs, output, path=path):
+            hidden = kwargs.get("hidden_states", None)
+            if hidden is None:
+                hidden = _first_tensor(args)
+            if path not in seen:
+                seen[path] = {"input": None if hidden is None else hidden.detach().clone(), "output": (_first_tensor(output).detach().clone() if _first_tensor(output) is not None else None), "order": order[0]}
+                order[0] += 1
+        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _has_weight(module) -> bool:
+    return getattr(module, "weight", None) is not None and module.weight.dim() == 2
+
+
+def _is_norm(module) -> bool:
+    name = type(module).__name__
+    return "Norm" in name or "norm" in name.lower()
+
+
+def _layout(module) -> str:
+    return "in_out" if type(module).__name__ == "Conv1D" else "out_in"
+
+
+def find_mapping(model, config, sample) -> dict:
+    """The architecture mapping of a Hugging Face causal LM (paths relative to `model`), by data flow."""
+    import torch
+
+    n_layers = config.num_hidden_layers
+    modules = dict(model.named_modules())
+    layer_lists = [p for p, m in modules.items() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    if not layer_lists:
+        raise SystemExit(f"easyroutine export: no list of {n_layers} decoder layers found in {type(model).__name__}")
+    layers_path = layer_lists[0]
+    seen = _record(model, sample)
+    n_heads = config.num_attention_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    if getattr(config, "multi_query", False) and not getattr(config, "new_decoder_architecture", False):
+        n_kv = 1
+    d_model = config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or d_model // n_heads
+
+    def inside(path: str, root: str) -> bool:
+        return path == root or path.startswith(root + ".")
+
+    layers = []
+    for i in range(n_layers):
+        block = f"{layers_path}.{i}" if layers_path else str(i)
+        within = [p for p in modules if p.startswith(block + ".") and p in seen]
+        direct = [p for p in within if p.count(".") == block.count(".") + 1 and not _is_norm(modules[p])]
+        attention = next((p for p in direct if "Attention" in type(modules[p]).__name__), None) or next((p for p in direct if "att" in p.rsplit(".", 1)[1].lower()), None)
+        if attention is None:
+            raise SystemExit(f"easyroutine export: no attention module found in layer {block}")
+        attn_in = seen[attention]["input"]
+        outside_attention = [p for p in within if not inside(p, attention)]
+        attention_norm = next((p for p in outside_attention if _is_norm(modules[p]) and _same(seen[p]["output"], attn_in)), None)
+        # the MLP: a direct child with weights, not the attention, not a norm; else (OPT) the first
+        # projection outside the attention
+        children = [p for p in outside_attention if p.count(".") == block.count(".") + 1]
+        mlp = next((p for p in children if not _is_norm(modules[p]) and any(True for _ in modules[p].parameters())), None)
+        mlp_in_module = mlp
+        mlp_out_module = mlp
+        if mlp is None or _has_weight(modules[mlp]):
+            projections = sorted((p for p in outside_attention if _has_weight(modules[p]) and not _is_norm(modules[p])), key=lambda p: seen[p]["order"])
+            if projections:
+                mlp, mlp_in_module, mlp_out_module = None, projections[0], projections[-1]
+        mlp_input = seen[mlp_in_module]["input"] if mlp_in_module else None
+        norms = [p for p in outside_attention if _is_norm(modules[p])]
+        mlp_norm = next((p for p in norms if _same(seen[p]["output"], mlp_input)), None)
+        block_in = seen[block]["input"]
+        parallel = mlp_input is not None and (_same(mlp_input, attn_in) or (mlp_norm is not None and _same(seen[mlp_norm]["input"], block_in)))
+        attn_out = seen[attention]["output"]
+        post_attention_norm = next((p for p in norms if p not in (attention_norm, mlp_norm) and _same(seen[p]["input"], attn_out)), None)
+        mlp_out = seen[mlp_out_module]["output"] if mlp_out_module else None
+        post_mlp_norm = next((p for p in norms if p not in (attention_norm, mlp_norm, post_attention_norm) and _same(seen[p]["input"], mlp_out)), None)
+        attn_children = sorted((p for p in within if inside(p, attention) and p != attention and _has_weight(modules[p])), key=lambda p: seen[p]["order"])
+        merged = n_heads * head_dim
+        o_candidates = [p for p in attn_children if seen[p]["input"] is not None and seen[p]["input"].shape[-1] == merged]
+        o_proj = o_candidates[-1] if o_candidates else None
+        qkv = [p for p in attn_children if p != o_proj]
+        layers.append(
+            {
+                "block": block,
+                "attention": attention,
+                "projections": {
+                    "qkv": qkv,
+                    "fused_qkv": len(qkv) == 1,
+                    "output": o_proj,
+                    "layout": _layout(modules[o_proj]) if o_proj else None,
+                },
+                "attention_norm": attention_norm,
+                "mlp_norm": mlp_norm,
+                "post_attention_norm": post_attention_norm,
+                "post_mlp_norm": post_mlp_norm,
+                "parallel": bool(parallel),
+                "mlp": mlp,
+                "mlp_in": mlp_in_module,
+                "mlp_out": mlp_out_module,
+            }
+        )
+    last_out = seen[layers[-1]["block"]]["output"]
+    in_layers = lambda p: inside(p, layers_path)  # noqa: E731
+    final_norm = next((p for p in seen if not in_layers(p) and p and _is_norm(modules[p]) and _same(seen[p]["input"], last_out)), None)
+    logits = seen[""]["output"]
+    # the output embedding; logits may be post-processed after it (Gemma 2's soft-capping)
+    output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    unembed = next((p for p, m in modules.items() if output_embeddings is not None and m is output_embeddings), None)
+    if unembed is None:
+        unembed = next((p for p in seen if p and _has_weight(modules[p]) and _same(seen[p]["output"], logits)), None)
+    rope = None
+    if getattr(config, "rope_theta", None) is not None or "rotary" in json.dumps(config.to_dict()).lower() or getattr(config, "rope_parameters", None):
+        params = getattr(config, "rope_parameters", None) or {}
+        rope = {"theta": getattr(config, "rope_theta", None) or params.get("rope_theta"), "partial_rotary_factor": getattr(config, "partial_rotary_factor", None)}
+    return {
+        "layers": layers,
+        "n_heads": n_heads,
+        "n_kv_heads": n_kv,
+        "head_dim": head_dim,
+        "d_model": d_model,
+        "rope": rope,
+        "final_norm": final_norm,
+        "final_norm_kind": type(modules[final_norm]).__name__ if final_norm else None,
+        "unembed": unembed,
+    }
+
+
+def prefixed(mapping: dict, prefix: str) -> dict:
+    """The mapping with every module path under `prefix` (the wrapper's attribute)."""
+    def p(path):
+        return None if path is None else (prefix + "." + path if path else prefix)
+
+    out = dict(mapping)
+    out["final_norm"] = p(mapping["final_norm"])
+    out["unembed"] = p(mapping["unembed"])
+    out["layers"] = []
+    for layer in mapping["layers"]:
+        entry = {k: (p(v) if isinstance(v, str) or (v is None and k not in ("parallel",)) else v) for k, v in layer.items() if k != "projections"}
+        proj = dict(layer["projections"])
+        proj["qkv"] = [p(x) for x in proj["qkv"]]
+        proj["output"] = p(proj["output"])
+        entry["projections"] = proj
+        out["layers"].append(entry)
+    return out
+
+
+def sample_inputs(vocab: int, device: str):
+    """A batch of two rows, the second left-padded by three tokens (tracing sees a mask with padding)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, vocab, (2, 7), generator=g)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, :3] = 0
+    return ids.to(device), mask.to(device)
+
+
+def check_trace(traced, module, vocab: int, device: str, tolerance: float):
+    """The traced file against the nn.Module on a full batch and on a left-padded one of another length."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, vocab, (3, 5), generator=g).to(device)
+    full = torch.ones(3, 5, dtype=torch.long, device=device)
+    padded = full.clone()
+    padded[1, :2] = 0
+    padded[2, :4] = 0
+    worst = 0.0
+    for mask in (full, padded):
+        with torch.no_grad():
+            expected = module(ids, mask)
+            got = traced(ids, mask)
+        real = mask.bool()
+        diff = (expected - got).abs()[real].max().item()
+        worst = max(worst, diff)
+        if not diff <= tolerance:
+            raise SystemExit(f"easyroutine export: the trace differs from the model by {diff:.3g} (tolerance {tolerance:g}) on a {'left-padded' if not bool(real.all()) else 'full'} batch")
+    return worst
+
+
+def export(model, out: str, mapping: dict, config=None, tokenizer_json: Optional[str] = None, hf_class: Optional[str] = None, device: str = "cpu", tolerance: float = 1e-4):
+    """Traces `model` (forward(input_ids, attention_mask) -> logits) and saves it with the manifest."""
+    import torch
+
+    vocab = mapping.get("vocab") or (config.vocab_size if config is not None else 64)
+    ids, mask = sample_inputs(vocab, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            traced = torch.jit.trace(model, (ids, mask), check_trace=False)
+    worst = check_trace(traced, model, vocab, device, tolerance)
+    manifest = {
+        "format": "easyroutine-manifest",
+        "version": MANIFEST_VERSION,
+        "hf_class": hf_class,
+        "config": config.to_dict() if config is not None else None,
+        "torch": torch.__version__,
+        "inputs": ["input_ids", "attention_mask"],
+        "architecture": mapping,
+        "trace_check_max_abs_error": worst,
+    }
+    extra = {MANIFEST_NAME: json.dumps(manifest, default=str)}
+    if tokenizer_json:
+        extra["tokenizer.json"] = tokenizer_json
+    torch.jit.save(traced, out, _extra_files=extra)
+    return manifest
+
+
+def export_pretrained(model_dir: str, out: str, attn: str = "eager", dtype: str = "float32", device: str = "cpu"):
+    import torch
+    import transformers
+
+    config = transformers.AutoConfig.from_pretrained(model_dir)
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attn, dtype=getattr(torch, dtype)).to(device).eval()
+    patched = _patch_untraceable(model)
+    wrapper = _wrapper_class()(model).eval()
+    ids, mask = sample_inputs(config.vocab_size, device)
+    mapping = prefixed(find_mapping(model, config, {"input_ids": ids, "attention_mask": mask}), "model")
+    mapping["attention_implementation"] = attn
+    mapping["patched"] = patched
+    tokenizer_path = os.path.join(model_dir, "tokenizer.json")
+    tokenizer_json = open(tokenizer_path, encoding="utf-8").read() if os.path.exists(tokenizer_path) else None
+    tolerance = 1e-4 if dtype == "float32" else 5e-2
+    return export(wrapper, out, mapping, config=config, tokenizer_json=tokenizer_json, hf_class=type(model).__name__, device=device, tolerance=tolerance)
+
+
+def main(argv: List[str]):
+    parser = argparse.ArgumentParser(prog="easyroutine export", description="Export a Hugging Face causal LM to TorchScript for easyroutine.")
+    parser.add_argument("model_dir")
+    parser.add_argument("out")
+    parser.add_argument("--attn", choices=["eager", "sdpa"], default="eager")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args = parser.parse_args(argv)
+    _require()
+    if not os.path.isdir(args.model_dir):
+        raise SystemExit(f"easyroutine export: '{args.model_dir}' is not a directory (expected a saved Hugging Face model)")
+    manifest = export_pretrained(args.model_dir, args.out, args.attn, args.dtype, args.device)
+    arch = manifest["architecture"]
+    print(f"exported {manifest['hf_class']} ({len(arch['layers'])} layers, {arch['n_heads']} heads, {arch['n_kv_heads']} key/value) to {args.out}; trace checked to {manifest['trace_check_max_abs_error']:.2g}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
