@@ -21,6 +21,7 @@ MLP norm's output, W_O is the projection the attention calls last on its merged 
 nn.Module is exported with `export(module, out, mapping=...)`, the mapping given by hand.
 """
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -279,8 +280,9 @@ def sample_inputs(vocab: int, device: str):
     return ids.to(device), mask.to(device)
 
 
-def check_trace(traced, module, vocab: int, device: str, tolerance: float):
-    """The traced file against the nn.Module on a full batch and on a left-padded one of another length."""
+def check_trace(traced, module, vocab: int, device: str, tolerance: float, with_mask: bool = True):
+    """The traced file against the nn.Module on a full batch and, for a model that takes a mask, on
+    a left-padded one, both of another length than the trace's."""
     import torch
 
     g = torch.Generator().manual_seed(1)
@@ -290,10 +292,11 @@ def check_trace(traced, module, vocab: int, device: str, tolerance: float):
     padded[1, :2] = 0
     padded[2, :4] = 0
     worst = 0.0
-    for mask in (full, padded):
+    for mask in (full, padded) if with_mask else (full,):
+        args = (ids, mask) if with_mask else (ids,)
         with torch.no_grad():
-            expected = module(ids, mask)
-            got = traced(ids, mask)
+            expected = module(*args)
+            got = traced(*args)
         real = mask.bool()
         diff = (expected - got).abs()[real].max().item()
         worst = max(worst, diff)
@@ -302,24 +305,39 @@ def check_trace(traced, module, vocab: int, device: str, tolerance: float):
     return worst
 
 
-def export(model, out: str, mapping: dict, config=None, tokenizer_json: Optional[str] = None, hf_class: Optional[str] = None, device: str = "cpu", tolerance: float = 1e-4):
-    """Traces `model` (forward(input_ids, attention_mask) -> logits) and saves it with the manifest."""
+def _takes_mask(model) -> bool:
+    return len(inspect.signature(model.forward).parameters) >= 2
+
+
+def export(model, out: str, mapping: dict, config=None, tokenizer_json: Optional[str] = None, hf_class: Optional[str] = None, device: str = "cpu", tolerance: float = 1e-4, vocab: Optional[int] = None):
+    """Traces `model` (forward(input_ids[, attention_mask]) -> logits) and saves it with the manifest.
+
+    `mapping` is the architecture as find_mapping returns it (module paths of `model`); for a plain
+    nn.Module, write it by hand: {"layers": [{"block", "attention", "attention_norm", "mlp_norm",
+    "post_attention_norm", "post_mlp_norm", "parallel", "mlp", "mlp_in", "mlp_out", "projections":
+    {"qkv": [...], "fused_qkv", "output", "layout": "out_in" | "in_out"}}, ...], "n_heads",
+    "n_kv_heads", "head_dim", "d_model", "rope", "final_norm", "final_norm_kind", "unembed"}.
+    """
     import torch
 
-    vocab = mapping.get("vocab") or (config.vocab_size if config is not None else 64)
+    missing = [k for k in ("layers", "n_heads", "n_kv_heads", "head_dim", "d_model", "final_norm", "unembed") if k not in mapping]
+    if missing:
+        raise SystemExit(f"easyroutine export: the mapping lacks {', '.join(missing)}")
+    vocab = vocab or (config.vocab_size if config is not None else 64)
     ids, mask = sample_inputs(vocab, device)
+    with_mask = _takes_mask(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():
-            traced = torch.jit.trace(model, (ids, mask), check_trace=False)
-    worst = check_trace(traced, model, vocab, device, tolerance)
+            traced = torch.jit.trace(model, (ids, mask) if with_mask else (ids,), check_trace=False)
+    worst = check_trace(traced, model, vocab, device, tolerance, with_mask)
     manifest = {
         "format": "easyroutine-manifest",
         "version": MANIFEST_VERSION,
         "hf_class": hf_class,
         "config": config.to_dict() if config is not None else None,
         "torch": torch.__version__,
-        "inputs": ["input_ids", "attention_mask"],
+        "inputs": ["input_ids", "attention_mask"] if with_mask else ["input_ids"],
         "architecture": mapping,
         "trace_check_max_abs_error": worst,
     }
@@ -334,6 +352,9 @@ def export_pretrained(model_dir: str, out: str, attn: str = "eager", dtype: str 
     import torch
     import transformers
 
+    # the export says what it did; transformers' progress bars and notes about the config are noise here
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     config = transformers.AutoConfig.from_pretrained(model_dir)
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attn, dtype=getattr(torch, dtype)).to(device).eval()
     patched = _patch_untraceable(model)

@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+import easyroutine_export as exporter  # noqa: E402
 from reference_models import (  # noqa: E402
     GPT,
     INDUCTION_CONFIG,
@@ -258,6 +260,28 @@ def build_misc(out_dir: str):
         json.dump({"input_ids": ids.tolist(), "logits": encode(logits)}, f)
 
 
+def build_manifest(out_dir: str):
+    """The GPT-2-like fixture exported by easyroutine's exporter with a mapping given by hand (a plain
+    nn.Module's way to a manifest)."""
+    torch.manual_seed(1234)
+    model = GPT(**FAMILIES["gpt2"]["config"]).eval()
+    layer = lambda i: {  # noqa: E731
+        "block": f"transformer.h.{i}",
+        "attention": f"transformer.h.{i}.attn",
+        "attention_norm": f"transformer.h.{i}.ln_1",
+        "mlp_norm": f"transformer.h.{i}.ln_2",
+        "post_attention_norm": None,
+        "post_mlp_norm": None,
+        "parallel": False,
+        "mlp": f"transformer.h.{i}.mlp",
+        "mlp_in": f"transformer.h.{i}.mlp",
+        "mlp_out": f"transformer.h.{i}.mlp",
+        "projections": {"qkv": [f"transformer.h.{i}.attn.c_attn"], "fused_qkv": True, "output": f"transformer.h.{i}.attn.c_proj", "layout": "out_in"},
+    }
+    mapping = {"layers": [layer(0), layer(1)], "n_heads": 4, "n_kv_heads": 4, "head_dim": 8, "d_model": 32, "rope": None, "final_norm": "transformer.ln_f", "final_norm_kind": "LayerNorm", "unembed": "lm_head"}
+    exporter.export(model, os.path.join(out_dir, "gpt2_manifest.pt"), mapping, hf_class=None, vocab=64)
+
+
 def build_branchy(out_dir: str):
     torch.manual_seed(11)
     model = Branchy().eval()
@@ -364,6 +388,7 @@ def main(argv: List[str]):
     for name in FAMILIES:
         build_family(name, out_dir)
     build_misc(out_dir)
+    build_manifest(out_dir)
     build_branchy(out_dir)
     build_induction(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):

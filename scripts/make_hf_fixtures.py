@@ -16,6 +16,7 @@ family's SDPA path drops something, e.g. Gemma 2's soft-capping):
   the input of the MLP's norm (resid_mid), W_O's output, every head's pattern; the logits; and the
   logits with layer 0's head 1 zero-ablated (its head output zeroed before W_O, which is what a zero
   pattern gives);
+- OUT_DIR/llama-model: the saved Hugging Face model, for `easyroutine export` end to end;
 - for a left-padded batch (the same rows, row 1 with two pad tokens first): the logits and each
   block's output.
 """
@@ -51,6 +52,7 @@ IDS = [[5, 17, 3, 42, 8, 23, 11], [9, 31, 2, 14, 60, 7, 19]]
 PADDED_ROW = 1
 PAD = 2
 ABLATED = (0, 1)  # layer, head
+CLI_FAMILY = "llama"
 
 
 def redraw(model):
@@ -149,7 +151,9 @@ def build(family, out_dir):
     sample = {"input_ids": torch.tensor(IDS), "attention_mask": torch.ones(len(IDS), len(IDS[0]), dtype=torch.long)}
     mapping = exporter.find_mapping(model, config, sample)
     built = []
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as scratch:
+        # one family's saved model stays, for the command line's export test
+        directory = os.path.join(out_dir, f"{family}-model") if family == CLI_FAMILY else scratch
         model.save_pretrained(directory)
         for attn in ("eager", "sdpa"):
             try:
@@ -170,7 +174,6 @@ def build(family, out_dir):
 
 def main(argv):
     warnings.filterwarnings("ignore")
-    transformers.utils.logging.disable_progress_bar()
     out_dir = argv[0]
     os.makedirs(out_dir, exist_ok=True)
     families = argv[1:] or list(FAMILIES)

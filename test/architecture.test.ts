@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeArchitecture, detectArchitecture, InvalidArgumentError, loadModel } from '../lib/index';
+import { HookedModel, describeArchitecture, detectArchitecture, InvalidArgumentError, loadModel } from '../lib/index';
 import { expectThrows, fixture } from './helpers';
 
 describe.each(['traced', 'scripted'])('architecture mapping (%s)', (kind) => {
@@ -36,5 +36,29 @@ describe('architecture mapping', () => {
     const model = loadModel(fixture('gpt2_traced.pt'));
     expect(detectArchitecture(model, { finalNorm: null, nHeads: 2 })).toMatchObject({ finalNorm: null, nHeads: 2 });
     expectThrows(() => detectArchitecture(loadModel(fixture('tuple_traced.pt'))), InvalidArgumentError, /no attention found/);
+  });
+});
+
+describe('a manifest written by the exporter (a plain nn.Module with a mapping given by hand)', () => {
+  it('is read instead of detecting, and agrees with detection', () => {
+    const model = loadModel(fixture('gpt2_manifest.pt'));
+    expect(Object.keys(model.extraFiles)).toEqual(['easyroutine.json']);
+    const fromManifest = new HookedModel(model).architecture;
+    expect(fromManifest.source).toBe('manifest');
+    expect(describeArchitecture(fromManifest)).toContain("architecture: from the file's manifest");
+    const detected = detectArchitecture(model);
+    expect(detected.source).toBe('detected');
+    expect({ ...fromManifest, source: 'detected' }).toMatchObject({ ...detected, layers: detected.layers.map(({ outputProjectionLayout: _, ...l }) => l) });
+    expect(new HookedModel(model, {}, undefined, { useManifest: false }).architecture.source).toBe('detected');
+  });
+
+  it('overrides still apply over the manifest', () => {
+    const hm = HookedModel.load(fixture('gpt2_manifest.pt'), { architecture: { finalNorm: null } });
+    expect(hm.architecture.finalNorm).toBeNull();
+    expectThrows(() => hm.forward([[1, 2, 3]], { extractionConfig: { extractLastLayernorm: true } }), InvalidArgumentError, /final norm/);
+  });
+
+  it('a file without one has no extra files', () => {
+    expect(loadModel(fixture('gpt2_traced.pt')).extraFiles).toEqual({});
   });
 });
