@@ -62,3 +62,14 @@ describe('a manifest written by the exporter (a plain nn.Module with a mapping g
     expect(loadModel(fixture('gpt2_traced.pt')).extraFiles).toEqual({});
   });
 });
+
+describe('describeArchitecture says what extraction can use', () => {
+  it('an MLP module without an output point (a ModuleDict entry called through a lambda) is named as such', () => {
+    const mapping = detectArchitecture(loadModel(fixture('gpt2_traced.pt')));
+    const { mlp_out: _, ...points } = mapping.layers[0]!.points;
+    const text = describeArchitecture({ ...mapping, layers: [{ ...mapping.layers[0]!, points }] });
+    expect(text).toContain('mlp transformer.h.0.mlp (no output point: mlp_out cannot be extracted');
+    expect(describeArchitecture({ ...mapping, layers: [{ ...mapping.layers[0]!, mlp: null, points }] })).toContain('mlp not found');
+    expect(describeArchitecture({ ...mapping, layers: [{ ...mapping.layers[0]!, mlp: null }] })).toContain('mlp not one module (output: transformer.h.0.mlp:output)');
+  });
+});

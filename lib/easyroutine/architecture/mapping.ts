@@ -123,9 +123,16 @@ export function describeArchitecture(mapping: ArchitectureMapping): string {
     lines.push(
       `layer ${i}: block ${layer.block}, attention ${layer.attention} (W_O: ${layer.outputProjection ?? 'not found'}${layer.outputProjectionLayout === 'in_out' ? ', [in, out]' : ''}), ` +
         `norms ${layer.attentionNorm ?? '-'} / ${layer.mlpNorm ?? '-'}${layer.parallel ? ' (parallel attention and MLP)' : ''}, ` +
-        `mlp ${layer.mlp ?? (layer.points.mlp_out ? `not one module (output: ${layer.points.mlp_out})` : 'not found')}`,
+        `mlp ${describeMlp(layer)}`,
     );
   }
   lines.push(`final norm: ${mapping.finalNorm ?? 'not found'}`, `unembedding: ${mapping.unembed ?? 'not found'}`);
   return lines.join('\n');
+}
+
+/** What extraction can read of a layer's MLP, as describeArchitecture says it. */
+function describeMlp(layer: LayerSites): string {
+  if (layer.mlp === null) return layer.points.mlp_out ? `not one module (output: ${layer.points.mlp_out})` : 'not found';
+  // e.g. a ModuleDict entry called through a lambda: the module exists but its call is not a boundary
+  return layer.points.mlp_out ? layer.mlp : `${layer.mlp} (no output point: mlp_out cannot be extracted; pass layers[i].points.mlp_out in the overrides)`;
 }
