@@ -19,7 +19,7 @@
       ],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-fvisibility=hidden"],
+      "cflags_cc": ["<!@(node scripts/libtorch.js --gyp cxxflags)", "-fexceptions", "-frtti", "-Wno-unused-parameter", "-fvisibility=hidden"],
       "libraries": ["<!@(node scripts/libtorch.js --gyp libraries)"]
     }
   ]

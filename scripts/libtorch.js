@@ -24,7 +24,8 @@ class LibtorchNotFound extends Error {}
 
 function readVersion(includeDirs) {
   for (const dir of includeDirs) {
-    for (const rel of ['torch/csrc/api/include/torch/version.h', 'torch/version.h']) {
+    // torch >= 2.13 keeps the version macros in torch/headeronly/version.h
+    for (const rel of ['torch/csrc/api/include/torch/version.h', 'torch/version.h', 'torch/headeronly/version.h']) {
       const file = path.join(dir, rel);
       if (!fs.existsSync(file)) continue;
       const text = fs.readFileSync(file, 'utf8');
@@ -181,6 +182,13 @@ function linkFlags(info) {
   return flags;
 }
 
+// The C++ standard libtorch's headers need: ATen requires C++20 from torch 2.14 (`#error C++20 or
+// later compatible compiler is required`); older ones build as C++17.
+function cxxStandard(version) {
+  const [major, minor] = version.split('.').map(Number);
+  return major > 2 || (major === 2 && minor >= 14) ? 20 : 17;
+}
+
 function report(info) {
   return `easyroutine: libtorch ${info.version} from ${info.source} at ${info.root} (${info.cuda ? 'with CUDA' : 'CPU only'})`;
 }
@@ -215,6 +223,7 @@ function main(argv) {
       LIBTORCH_INCLUDE_DIRS: info.includeDirs.join('|'),
       LIBTORCH_LINK_FLAGS: linkFlags(info).join('|'),
       LIBTORCH_CXX11_ABI: String(info.cxx11Abi),
+      LIBTORCH_CXX_STANDARD: String(cxxStandard(info.version)),
     };
     for (const [k, v] of Object.entries(lines)) process.stdout.write(`${k}=${v}\n`);
   } else if (mode === '--gyp') {
@@ -223,9 +232,10 @@ function main(argv) {
       include_dirs: info.includeDirs,
       libraries: linkFlags(info),
       defines: [`_GLIBCXX_USE_CXX11_ABI=${info.cxx11Abi}`, `EASYROUTINE_LIBTORCH_CUDA=${info.cuda ? 1 : 0}`],
+      cxxflags: [`-std=c++${cxxStandard(info.version)}`],
     }[field];
     if (!values) {
-      process.stderr.write(`unknown --gyp field '${field}': include_dirs, libraries or defines\n`);
+      process.stderr.write(`unknown --gyp field '${field}': include_dirs, libraries, defines or cxxflags\n`);
       process.exit(2);
     }
     process.stderr.write(report(info) + '\n');
@@ -238,6 +248,6 @@ function main(argv) {
   }
 }
 
-module.exports = { findLibtorch, findPythonWithTorch, LibtorchNotFound, linkFlags, report };
+module.exports = { findLibtorch, findPythonWithTorch, LibtorchNotFound, linkFlags, report, cxxStandard };
 
 if (require.main === module) main(process.argv.slice(2));

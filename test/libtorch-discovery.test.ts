@@ -59,6 +59,30 @@ describe('libtorch discovery (scripts/libtorch.js)', () => {
     expect(missing.stderr).toContain("no Python with torch among /nonexistent/python: run 'bash scripts/setup.sh'");
   });
 
+  it('reads the version in every header layout, and the C++ standard follows it', () => {
+    const layouts: [string, string, string][] = [
+      ['torch/csrc/api/include/torch/version.h', '1.13.1', '17'], // libtorch 1.x and 2.x up to 2.12
+      ['torch/headeronly/version.h', '2.13.0', '17'], // torch >= 2.13 moved the macros
+      ['torch/headeronly/version.h', '2.14.1', '20'], // ATen needs C++20 from 2.14
+    ];
+    for (const [header, version, standard] of layouts) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'libtorch-'));
+      fs.mkdirSync(path.join(dir, 'lib'));
+      for (const lib of ['torch', 'torch_cpu', 'c10']) fs.writeFileSync(path.join(dir, 'lib', `lib${lib}.so`), '');
+      const file = path.join(dir, 'include', header);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(path.join(dir, 'include', 'torch', 'script.h'), '');
+      const [major, minor, patch] = version.split('.');
+      fs.writeFileSync(file, `#define TORCH_VERSION_MAJOR ${major}\n#define TORCH_VERSION_MINOR ${minor}\n#define TORCH_VERSION_PATCH ${patch}\n`);
+      const result = probe(['--cmake'], { LIBTORCH: dir });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`LIBTORCH_VERSION=${version}\n`);
+      expect(result.stdout).toContain(`LIBTORCH_CXX_STANDARD=${standard}\n`);
+      expect(probe(['--gyp', 'cxxflags'], { LIBTORCH: dir }).stdout.trim()).toBe(`-std=c++${standard}`);
+      fs.rmSync(dir, { recursive: true });
+    }
+  });
+
   it('links CUDA libraries with --no-as-needed', () => {
     const { linkFlags } = require(script) as { linkFlags: (info: unknown) => string[] };
     const flags = linkFlags({ libDir: '/x/lib', libraries: ['torch', 'torch_cpu', 'c10'], cudaLibraries: ['torch_cuda', 'c10_cuda'] });
