@@ -3,11 +3,14 @@
 // The easyroutine command line.
 //
 //   easyroutine export MODEL_DIR OUT.pt [--attn eager|sdpa] [--dtype float32|float16|bfloat16] [--device cpu|cuda]
+//   easyroutine build
 //
 // `export` runs python/easyroutine_export.py with your Python (EASYROUTINE_PYTHON, else python3),
 // which parses its own options (argparse) and says what to pip install when torch or transformers
-// is missing.
+// is missing. `build` compiles the addon from source for the libtorch scripts/libtorch.js finds
+// (cmake-js, every core, its progress shown), for when no prebuilt binary matches it.
 const { spawnSync } = require('node:child_process');
+const os = require('node:os');
 const path = require('node:path');
 
 const USAGE = `usage: easyroutine <command> [options]
@@ -16,6 +19,9 @@ commands:
   export MODEL_DIR OUT.pt [--attn eager|sdpa] [--dtype float32|float16|bfloat16] [--device cpu|cuda]
       export a Hugging Face causal LM saved in MODEL_DIR to TorchScript, with its architecture
       (run 'easyroutine export --help' for details)
+  build
+      compile the native addon for the libtorch found (LIBTORCH, your Python's torch, or Debian's)
+      into build/Release, when no prebuilt binary matches it
 
 Python: EASYROUTINE_PYTHON, else python3 (it needs torch and transformers).`;
 
@@ -34,9 +40,24 @@ function runExport(args) {
   return result.status ?? 1;
 }
 
+function runBuild(args) {
+  const root = path.join(__dirname, '..');
+  const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+  const cores = String(os.availableParallelism ? os.availableParallelism() : os.cpus().length);
+  process.stdout.write(`easyroutine build: compiling with ${cores} jobs (a few minutes)\n`);
+  const result = spawnSync(process.execPath, [cmakeJs, 'compile', ...args], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || cores },
+  });
+  if (result.status === 0) process.stdout.write(`easyroutine build: done; ${path.join(root, 'build', 'Release')} is used from now on\n`);
+  return result.status ?? 1;
+}
+
 function main(argv) {
   const [command, ...rest] = argv;
   if (command === 'export') return runExport(rest);
+  if (command === 'build') return runBuild(rest);
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;

@@ -84,4 +84,5 @@ export {
   TorchError,
   AbortError,
   TokenPositionError,
+  AddonLoadError,
 } from './core/errors';

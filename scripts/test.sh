@@ -3,7 +3,7 @@
 #   1. setup (system packages, npm dependencies, builds, fixtures)
 #   2. the TypeScript typecheck (lib and tests), then vitest against the cmake-js build
 #   3. the tensor tests against a build without external buffers (Electron's memory cage)
-#   4. the package loaded from its prebuild alone (npm run prebuild)
+#   4. the package loaded from its prebuild alone (npm run build:prebuild)
 #   5. with CI=true or EASYROUTINE_TEST_GYP=1: the node-gyp build (binding.gyp) loads and runs
 # EASYROUTINE_TEST_BUILD_VARIANTS=0 skips 3 and 5: build-system variants that do not depend on the
 # libtorch version, so CI runs them once (its libtorch 2.x leg sets it).

@@ -15,6 +15,8 @@ const CPP_RULES: Record<string, string[]> = {
   hooks: ['graph', 'tensor', 'js', 'runtime'],
   kernels: ['hooks', 'tensor', 'js'],
   model: ['hooks', 'graph', 'tensor', 'js', 'runtime'],
+  // its own addon, with no libtorch: nothing of ours
+  preload: [],
 };
 
 const LIB_RULES: Record<string, string[]> = {

@@ -4,9 +4,9 @@
  * @internal
  * @module
  */
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
+import { loadAddon, type AddonChoice } from './addon-loader';
 import { errorClasses } from './errors';
 
 /** A TypedArray that can hold tensor data. */
@@ -135,10 +135,11 @@ export interface NativeBinding {
   prepareForExit(): void;
 }
 
+/** Which binary and which libtorch were chosen (see addon-loader.ts). */
+export let addonChoice: AddonChoice;
+
 function load(): NativeBinding {
-  const requireNative = createRequire(__filename);
   // EASYROUTINE_ADDON selects a specific build (e.g. the copy-only variant tested in CI).
-  const explicit = process.env.EASYROUTINE_ADDON;
   // libgomp reads OMP_WAIT_POLICY once, when libtorch loads it (here). By default its idle intra-op
   // threads spin after each parallel region, taking the cores from threads that still have work
   // (OpenBLAS's, V8's GC helpers, libuv's): on 2 cores, forwards of the bundled model at 2 threads
@@ -148,7 +149,7 @@ function load(): NativeBinding {
   if (policy === undefined) process.env.OMP_WAIT_POLICY = 'PASSIVE';
   let binding: NativeBinding;
   try {
-    binding = explicit ? requireNative(path.resolve(explicit)) : requireNative('node-gyp-build')(path.join(__dirname, '..', '..'));
+    ({ addon: binding, choice: addonChoice } = loadAddon<NativeBinding>(path.join(__dirname, '..', '..')));
   } finally {
     if (policy === undefined) delete process.env.OMP_WAIT_POLICY;
   }

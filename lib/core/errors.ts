@@ -72,6 +72,15 @@ export class TokenPositionError extends EasyroutineError {
   override readonly code = 'ERR_EASYROUTINE_TOKEN_POSITION';
 }
 
+/**
+ * No native binary matches the libtorch found (or no libtorch is found). The message names the
+ * libtorch, the binaries tried and available, and the command that builds one. Thrown when the
+ * package is first imported.
+ */
+export class AddonLoadError extends EasyroutineError {
+  override readonly code = 'ERR_EASYROUTINE_ADDON_LOAD';
+}
+
 /** @internal The classes the native addon instantiates, by name. */
 export const errorClasses = {
   InvalidArgumentError,

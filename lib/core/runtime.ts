@@ -2,7 +2,7 @@
  * Process-level facts and settings of the libtorch runtime.
  * @module
  */
-import { native } from './binding';
+import { addonChoice, native } from './binding';
 
 /** What this build of the addon runs on. */
 export interface RuntimeInfo {
@@ -29,11 +29,19 @@ export interface RuntimeInfo {
    * on cores that V8's and OpenBLAS's threads need) and then restores the environment.
    */
   ompWaitPolicy: string | null;
+  /** The path of the native binary that was loaded (chosen for the libtorch found, or EASYROUTINE_ADDON). */
+  binary: string;
+  /**
+   * The libtorch it was chosen for: where it came from (`python (python3)`, `LIBTORCH`, `system`),
+   * its library directory and version; null when EASYROUTINE_ADDON named the binary.
+   */
+  libtorch: { source: string; libDir: string; version: string; cuda: boolean } | null;
 }
 
 /** Facts about the loaded addon and libtorch. */
 export function runtimeInfo(): RuntimeInfo {
-  return native.runtimeInfo();
+  const { binary, libtorch } = addonChoice;
+  return { ...native.runtimeInfo(), binary, libtorch: libtorch && { source: libtorch.source, libDir: libtorch.libDir, version: libtorch.version, cuda: libtorch.cuda } };
 }
 
 /**
