@@ -3,7 +3,8 @@
 # here, installed into a fresh folder with install scripts refused (--strict-allow-scripts: the
 # package has none and compiles nothing), then an ESM, a CommonJS and a tsc-compiled TypeScript
 # script in the README's style run there, and a libtorch that matches no binary gives the typed
-# error. Prints the tarball's size and the time from npm install to the first forward.
+# error; arethetypeswrong checks the types for import and require. Prints the tarball's size and the
+# time from npm install to the first forward.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -11,6 +12,9 @@ npm run build:ts --silent
 bash scripts/prebuild.sh >/dev/null
 tarball="$repo/$(npm pack --silent | tail -1)"
 echo "tarball: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB: $(tar -tzf "$tarball" | grep -c .) files, prebuilds: $(tar -tzf "$tarball" | grep 'prebuilds/.*\.node' | xargs -n1 basename | tr '\n' ' ')"
+# the types are right for both import and require (arethetypeswrong)
+npx --yes @arethetypeswrong/cli@0.18 --format ascii "$tarball" | grep -q "No problems found" || { npx --yes @arethetypeswrong/cli@0.18 "$tarball"; exit 1; }
+echo "types: arethetypeswrong finds no problems"
 consumer=$(mktemp -d)
 trap 'rm -rf "$consumer" "$tarball"' EXIT
 cp models/tiny-gpt.pt "$consumer/"
