@@ -51,11 +51,11 @@ describe.skipIf(!fs.existsSync(path.join(built, 'easyroutine_preload.node')))('c
   });
 
   it('a libtorch that matches no binary is an AddonLoadError naming it, the binaries and the build command', () => {
-    // a libtorch directory that says 2.13 (its libraries are the real ones, so a wrong choice would load)
-    const fake = path.join(scratch, 'libtorch-2.13');
+    // a libtorch directory that says 9.9 (its libraries are the real ones, so a wrong choice would load)
+    const fake = path.join(scratch, 'libtorch-9.9');
     fs.mkdirSync(path.join(fake, 'lib'), { recursive: true });
     fs.mkdirSync(path.join(fake, 'include', 'torch', 'headeronly'), { recursive: true });
-    fs.writeFileSync(path.join(fake, 'include', 'torch', 'headeronly', 'version.h'), '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 13\n#define TORCH_VERSION_PATCH 0\n');
+    fs.writeFileSync(path.join(fake, 'include', 'torch', 'headeronly', 'version.h'), '#define TORCH_VERSION_MAJOR 9\n#define TORCH_VERSION_MINOR 9\n#define TORCH_VERSION_PATCH 0\n');
     for (const lib of ['libc10.so', 'libtorch_cpu.so', 'libtorch.so']) {
       const real = runtimeInfo().libtorch?.libDir ?? '/usr/lib/x86_64-linux-gnu';
       fs.symlinkSync(fs.realpathSync(path.join(real, lib)), path.join(fake, 'lib', lib));
@@ -63,7 +63,7 @@ describe.skipIf(!fs.existsSync(path.join(built, 'easyroutine_preload.node')))('c
     const dir = stage('mismatch', { [`easyroutine.torch-${version}-cpu.node`]: path.join(built, 'easyroutine.node'), 'easyroutine_preload.node': path.join(built, 'easyroutine_preload.node') });
     const failed = load(dir, { LIBTORCH: fake });
     expect(failed).toMatchObject({ name: 'AddonLoadError', code: 'ERR_EASYROUTINE_ADDON_LOAD' });
-    expect(failed.message).toContain(`no native binary for libtorch 2.13.0 (CPU) from LIBTORCH at ${path.join(fake, 'lib')}`);
+    expect(failed.message).toContain(`no native binary for libtorch 9.9.0 (CPU) from LIBTORCH at ${path.join(fake, 'lib')}`);
     expect(failed.message).toContain(`easyroutine.torch-${version}-cpu.node`);
     expect(failed.message).toContain('npx easyroutine build');
   });
