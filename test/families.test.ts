@@ -138,10 +138,11 @@ describe.skipIf(!present).each(cases)('%s', (_name, fixture, attention) => {
     for (let i = 0; i < layers; i++) {
       const d = detected.layers[i]!;
       const m = manifest.layers[i]!;
-      expect({ attentionNorm: d.attentionNorm, mlpNorm: d.mlpNorm, resid_mid: d.points.resid_mid, outputProjection: d.outputProjection }).toEqual({
+      expect({ attentionNorm: d.attentionNorm, mlpNorm: d.mlpNorm, resid_mid: d.points.resid_mid, mlp_out: d.points.mlp_out, outputProjection: d.outputProjection }).toEqual({
         attentionNorm: m.attentionNorm,
         mlpNorm: m.mlpNorm,
         resid_mid: m.points.resid_mid,
+        mlp_out: m.points.mlp_out,
         outputProjection: m.outputProjection,
       });
     }
@@ -151,9 +152,10 @@ describe.skipIf(!present).each(cases)('%s', (_name, fixture, attention) => {
     const hm = HookedModel.load(file, { useManifest: false });
     expect(hm.architecture.source).toBe('detected');
     const parallel = fixture.mapping.layers[0]!.parallel;
-    const cache = hm.forward(fixture.input_ids, { extractionConfig: { extractResidMid: !parallel, extractResidOut: true, extractHeadOut: true } });
+    const cache = hm.forward(fixture.input_ids, { extractionConfig: { extractResidMid: !parallel, extractResidOut: true, extractMlpOut: true, extractHeadOut: true } });
     for (let i = 0; i < layers; i++) {
       if (!parallel) expect(maxDiffToReference(cache.tensor(`resid_mid_${i}`), ref(`resid_mid_${i}`)), `resid_mid_${i}`).toBeLessThan(TOLERANCE);
+      expect(maxDiffToReference(cache.tensor(`mlp_out_${i}`), ref(`mlp_out_${i}`)), `mlp_out_${i}`).toBeLessThan(TOLERANCE);
       expect(maxDiffToReference(cache.tensor(`resid_out_${i}`), ref(`resid_out_${i}`)), `resid_out_${i}`).toBeLessThan(TOLERANCE);
     }
     hm.model.dispose();

@@ -77,6 +77,20 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
     if (mlp === null) mlp = mlpCandidates.find((c) => outputsOf(c).length > 0) ?? null;
     // parallel attention and MLP: both read the block's input (through one norm or two)
     const parallel = mlpNorm !== null && (mlpNorm === attentionNorm || same(`${mlpNorm}:input`, `${block}:input`));
+    // The MLP's output is what the block adds to resid_mid to make resid_out. When the module that
+    // reads the MLP norm is not it, the MLP is no module of its own (OPT: fc1 ... fc2), and its output
+    // is the sibling's that is.
+    let mlpOutput: string | null = null;
+    if (mlp !== null && mlpNorm !== null && !parallel) {
+      const residual = (out: string) => addsUp(values.get(`${block}:output`), values.get(`${mlpNorm}:input`), values.get(out));
+      if (!outputsOf(mlp).some(residual)) {
+        const whole = mlpCandidates.find((c) => outputsOf(c).some(residual));
+        if (whole !== undefined) {
+          mlpOutput = whole;
+          mlp = null;
+        }
+      }
+    }
     // W_O: the projection whose input is the merged head outputs (the same numbers in another order)
     const projections = modules.filter((m) => inside(m.path, attention) && m.path !== attention && /Linear|Conv1D/.test(m.type)).map((m) => m.path);
     const outputProjection =
@@ -91,7 +105,7 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
       mlpNorm,
       mlp,
       outputProjection,
-      points: layerPoints({ block, attention, mlpNorm, mlp, parallel }, names),
+      points: layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel }, names),
     };
     if (outputProjection !== null && typeOf.get(outputProjection) === 'Conv1D') sites.outputProjectionLayout = 'in_out';
     if (parallel) sites.parallel = true;
@@ -148,4 +162,14 @@ function sameData(a: Float32Array | undefined, b: Float32Array | undefined): boo
 function sameNumbers(a: Float32Array | undefined, b: Float32Array | undefined): boolean {
   if (a === undefined || b === undefined || a.length !== b.length) return false;
   return sameData(Float32Array.from(a).sort(), Float32Array.from(b).sort());
+}
+
+/** Whether `total` is `base + part`, element by element, to float32 rounding. */
+function addsUp(total: Float32Array | undefined, base: Float32Array | undefined, part: Float32Array | undefined): boolean {
+  if (total === undefined || base === undefined || part === undefined || total.length !== base.length || total.length !== part.length) return false;
+  for (let i = 0; i < total.length; i++) {
+    const sum = base[i]! + part[i]!;
+    if (Math.abs(total[i]! - sum) > 1e-5 * Math.max(1, Math.abs(sum))) return false;
+  }
+  return true;
 }
