@@ -26,7 +26,6 @@ import { RunningAverages } from './forward/running-averages';
 import { interventionHooks, type Intervention } from './interventions';
 import { spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
 
-
 /** Turns token ids into text (e.g. a tokenizers.js or transformers.js tokenizer). */
 export interface Tokenizer {
   decode(ids: number[]): string;
