@@ -50,8 +50,11 @@ describe('easyroutine (command line)', () => {
     expect(result.stderr).toMatch(/no Python at '\/nonexistent\/python'/);
   });
 
+  // the saved model and a Python with transformers come together: make-fixtures.sh writes both
   const saved = path.join(fixtures, 'hf', 'llama-model');
-  it.skipIf(!fs.existsSync(saved))('exports a saved Hugging Face model that HookedModel then reads (needs transformers)', () => {
+  const stamp = path.join(fixtures, 'STAMP');
+  const withTransformers = fs.existsSync(saved) && fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8').includes('transformers');
+  it.skipIf(!withTransformers)('exports a saved Hugging Face model that HookedModel then reads (needs transformers)', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'easyroutine-cli-'));
     const out = path.join(dir, 'llama.pt');
     const result = cli(['export', saved, out, '--attn', 'eager'], { EASYROUTINE_PYTHON: findPythonWithTorch() ?? 'python3' });

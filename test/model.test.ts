@@ -320,3 +320,12 @@ describe('loading bad files', () => {
     expectThrows(() => loadModel(42 as never), InvalidArgumentError, /path must be a string/);
   });
 });
+
+describe('loadModel options', () => {
+  it('a non-boolean flag or a non-string device is an InvalidArgumentError naming the option', () => {
+    expectThrows(() => loadModel(fixture('gpt2_traced.pt'), { training: 'yes' as never }), InvalidArgumentError, /options\.training must be a boolean, got string "yes"/);
+    expectThrows(() => loadModel(fixture('gpt2_traced.pt'), { verifyChecksums: 1 as never }), InvalidArgumentError, /options\.verifyChecksums must be a boolean/);
+    expectThrows(() => loadModel(fixture('gpt2_traced.pt'), { device: 0 as never }), InvalidArgumentError, /options\.device must be a string/);
+    expect(loadModel(fixture('gpt2_traced.pt'), { training: false }).training).toBe(false);
+  });
+});

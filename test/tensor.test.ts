@@ -294,3 +294,32 @@ describe('dispose', () => {
     expect(memoryStats().externalBytes).toBeLessThanOrEqual(before);
   });
 });
+
+describe('creation follows torch.tensor where JS would be silent', () => {
+  it('values an integer dtype cannot hold are a DTypeError naming the value, its index and the range', () => {
+    expectThrows(() => tensor([1, 300], { dtype: 'uint8' }), DTypeError, /value 300 at index 1 is outside uint8's range 0 to 255/);
+    expectThrows(() => tensor([-200], { dtype: 'int8' }), DTypeError, /value -200 at index 0 is outside int8's range -128 to 127/);
+    expectThrows(() => tensor([2 ** 64], { dtype: 'int64' }), DTypeError, /outside int64's range/);
+    expectThrows(() => tensor([2 ** 31], { dtype: 'int32' }), DTypeError, /outside int32's range/);
+    expectThrows(() => tensor([[1, 1.5]], { dtype: 'int64' }), DTypeError, /value 1\.5 at index 1 is not an integer; int64 holds integers/);
+    expectThrows(() => tensor([NaN], { dtype: 'int64' }), DTypeError, /value NaN at index 0 is not an integer/);
+    // the edges themselves are fine
+    expect(tensor([0, 255], { dtype: 'uint8' }).toArray()).toEqual([0, 255]);
+    expect(tensor([-(2n ** 63n), 2n ** 63n - 1n], { dtype: 'int64' }).toArray()).toEqual([-(2n ** 63n), 2n ** 63n - 1n]);
+  });
+
+  it('without a dtype: bigints make int64 (no precision lost), booleans with numbers are numbers', () => {
+    const big = tensor([2n ** 60n + 1n]);
+    expect(big.dtype).toBe('int64');
+    expect(big.toArray()).toEqual([2n ** 60n + 1n]);
+    const mixed = tensor([[true, 2]]);
+    expect(mixed.dtype).toBe('float32');
+    expect(mixed.toArray()).toEqual([[1, 2]]);
+    expect(tensor([[true, false]]).dtype).toBe('bool');
+  });
+
+  it('a shape that is not an array, or options that are not an object, are refused', () => {
+    expectThrows(() => tensor([1, 2], 'x' as never), InvalidArgumentError, /the second argument must be a shape \(an array of sizes\) or options, got string "x"/);
+    expectThrows(() => tensor([1, 2], [2], 5 as never), InvalidArgumentError, /options must be an object/);
+  });
+});

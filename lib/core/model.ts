@@ -311,6 +311,11 @@ function argumentList(inputs: ModelInput | ModelInput[]): unknown[] {
 /** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
 export function loadModel(path: string, options: LoadOptions = {}): Model {
   if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`loadModel: options must be an object ({ device, training, verifyChecksums }), got ${typeof options}`);
+  for (const flag of ['training', 'verifyChecksums'] as const) {
+    if (options[flag] !== undefined && typeof options[flag] !== 'boolean') throw new InvalidArgumentError(`loadModel: options.${flag} must be a boolean, got ${typeof options[flag]} ${JSON.stringify(options[flag])}`);
+  }
+  if (options.device !== undefined && typeof options.device !== 'string') throw new InvalidArgumentError(`loadModel: options.device must be a string such as 'cpu' or 'cuda:0', got ${typeof options.device}`);
   const handle = native.loadModel(path, options.device ?? 'cpu', options.training ?? false, options.verifyChecksums ?? true);
   return new Model(handle, path);
 }

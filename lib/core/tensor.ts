@@ -324,9 +324,11 @@ export function fromTypedArray(array: TensorSource, shape: number[], options: { 
  */
 export function tensor(data: TensorSource | NestedArray, shape?: number[] | TensorOptions, options: TensorOptions = {}): Tensor {
   if (!Array.isArray(shape) && shape !== undefined) {
+    if (shape === null || typeof shape !== 'object') throw new InvalidArgumentError(`tensor: the second argument must be a shape (an array of sizes) or options, got ${typeof shape} ${JSON.stringify(shape)}`);
     options = shape;
     shape = undefined;
   }
+  if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`tensor: options must be an object ({ dtype, device }), got ${typeof options}`);
   let handle: NativeTensor;
   if (isTypedArray(data)) {
     const dims = (shape as number[] | undefined) ?? [data.length];
@@ -337,7 +339,9 @@ export function tensor(data: TensorSource | NestedArray, shape?: number[] | Tens
     }
     const dims = (shape as number[] | undefined) ?? inferShape(data);
     const flat = flatten(data, dims);
-    handle = fromNumbers(flat, dims, options.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32'));
+    const dtype = options.dtype ?? inferDType(flat);
+    checkRange(flat, dtype);
+    handle = fromNumbers(flat, dims, dtype);
   }
   if (options.device && options.device !== 'cpu') {
     const moved = handle.to(options.device, null);
@@ -375,6 +379,43 @@ function flatten(data: NestedArray, shape: number[]): (number | boolean | bigint
   };
   walk(data, 0, 'data');
   return out;
+}
+
+/**
+ * The dtype of values given without one: bool when all are booleans; int64 when any is a bigint
+ * (a JS integer beyond 2^53 exists only as one, and float32 would lose it) and every number is an
+ * integer; otherwise float32 (JS numbers are all doubles, and float32 is what models take), with
+ * booleans as 0 and 1, as torch.tensor mixes them.
+ */
+function inferDType(values: (number | boolean | bigint)[]): DType {
+  if (values.length > 0 && values.every((v) => typeof v === 'boolean')) return 'bool';
+  if (values.some((v) => typeof v === 'bigint') && values.every((v) => typeof v !== 'number' || Number.isInteger(v))) return 'int64';
+  return 'float32';
+}
+
+/** The values each integer dtype holds, as torch.tensor checks them (it refuses 300 as uint8). */
+const INTEGER_RANGES: Partial<Record<DType, [bigint, bigint]>> = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  int16: [-(2n ** 15n), 2n ** 15n - 1n],
+  int8: [-128n, 127n],
+  uint8: [0n, 255n],
+};
+
+/**
+ * A DTypeError naming the first value an integer dtype cannot hold: out of its range, or not an
+ * integer (torch.tensor truncates 1.5 to 1; for token ids that hides a bug, so this refuses it).
+ */
+function checkRange(values: (number | boolean | bigint)[], dtype: DType): void {
+  const range = INTEGER_RANGES[dtype];
+  if (!range) return;
+  const [low, high] = range;
+  values.forEach((v, i) => {
+    if (typeof v === 'boolean') return;
+    if (typeof v === 'number' && !Number.isInteger(v)) throw new DTypeError(`tensor: value ${v} at index ${i} is not an integer; ${dtype} holds integers from ${low} to ${high}`);
+    const integer = BigInt(v);
+    if (integer < low || integer > high) throw new DTypeError(`tensor: value ${v} at index ${i} is outside ${dtype}'s range ${low} to ${high}`);
+  });
 }
 
 function fromNumbers(values: (number | boolean | bigint)[], shape: number[], dtype: DType): NativeTensor {
