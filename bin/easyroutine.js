@@ -44,7 +44,7 @@ function runBuild(args) {
   const root = path.join(__dirname, '..');
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const cores = String(os.availableParallelism ? os.availableParallelism() : os.cpus().length);
-  process.stdout.write(`easyroutine build: compiling with ${cores} jobs (a few minutes)\n`);
+  if (!args.includes('--help')) process.stdout.write(`easyroutine build: compiling with ${cores} jobs (a few minutes)\n`);
   const result = spawnSync(process.execPath, [cmakeJs, 'compile', ...args], {
     cwd: root,
     stdio: 'inherit',

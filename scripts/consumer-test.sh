@@ -32,6 +32,8 @@ const logits = model.forward(tensor([[1, 2, 3]], { dtype: 'int64' }), { hooks: {
 console.log(`cjs: forward ${logits.shape.join('x')}, hook saw ${seen}, binary ${require('path').basename(runtimeInfo().binary)}, libtorch ${runtimeInfo().libtorch.version} (${runtimeInfo().libtorch.source})`);
 JS
 node cjs.js
+# the command that builds from source resolves its cmake-js from the installed package
+npx --no-install easyroutine build --help | grep -q "cmake-js compile" || { echo "consumer: npx easyroutine build does not reach cmake-js" >&2; exit 1; }
 echo "time from npm install to the first forward: $(node -e "console.log((Date.now() / 1000 - $start).toFixed(1))") s (the first load probes the binary in a child process and caches it)"
 cat > esm.mjs <<'JS'
 import { HookedModel, describeArchitecture } from 'easyroutine';

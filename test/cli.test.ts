@@ -64,6 +64,7 @@ describe('easyroutine (command line)', () => {
     const reference = JSON.parse(fs.readFileSync(path.join(fixtures, 'hf', 'llama-eager.json'), 'utf8')) as { input_ids: number[][]; logits: EncodedTensor };
     const hm = HookedModel.load(out);
     expect(hm.architecture.source).toBe('manifest');
+    expect(hm.model.extraFiles['tokenizer.json']).toBe(fs.readFileSync(path.join(saved, 'tokenizer.json'), 'utf8'));
     expect(maxDiffToReference(hm.forward(reference.input_ids).tensor('logits'), reference.logits)).toBeLessThan(2e-4);
     hm.model.dispose();
     fs.rmSync(dir, { recursive: true });
