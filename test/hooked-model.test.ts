@@ -554,3 +554,19 @@ describe('a model that returns logits for the last position only ([batch, 1, voc
     expect(hm.forward(ids, { extractionConfig: { saveLogits: false, extractResidOut: true } }).tensor('resid_out_0').shape).toEqual([2, 6, 32]);
   });
 });
+
+describe('bad input to HookedModel is a typed error naming the option', () => {
+  const hm = () => HookedModel.load(fixture('gpt2_traced.pt'));
+
+  it('targetTokenPositions that is not an array, empty inputs, a signal that is no AbortSignal', async () => {
+    const model = hm();
+    expectThrows(() => model.forward([[1, 2, 3]], { targetTokenPositions: 'last' as never }), InvalidArgumentError, /targetTokenPositions must be an array of token positions/, /got "last"/);
+    expectThrows(() => model.forward([]), InvalidArgumentError, /at least one row/);
+    expectThrows(() => model.forward([[]]), InvalidArgumentError, /every row at least one token/);
+    await expect(model.forwardAsync([[1, 2]], { signal: {} as never })).rejects.toThrow(/HookedModel\.forwardAsync: options\.signal must be an AbortSignal/);
+    await expect(model.extractCache([[[1, 2]]], { signal: 'stop' as never })).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(model.model.forwardAsync(tensor([[1, 2]], { dtype: 'int64' }), { signal: 5 as never })).rejects.toThrow(/forwardAsync: options\.signal must be an AbortSignal/);
+    // and the model is still usable
+    expect(model.forward([[1, 2, 3]]).tensor('logits').shape).toEqual([1, 3, 64]);
+  });
+});

@@ -256,6 +256,7 @@ export class Model implements Disposable {
    */
   async forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions = {}): Promise<ModelOutput> {
     const { signal } = options;
+    checkSignal(signal, 'forwardAsync');
     signal?.throwIfAborted();
     const token = signal ? new native.AbortToken() : null;
     const onAbort = () => token?.abort();
@@ -309,6 +310,13 @@ function argumentList(inputs: ModelInput | ModelInput[]): unknown[] {
 }
 
 /** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
+/** An InvalidArgumentError unless `signal` is undefined or an AbortSignal. */
+export function checkSignal(signal: unknown, caller: string): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(`${caller}: options.signal must be an AbortSignal (e.g. AbortSignal.timeout(ms) or an AbortController's signal), got ${signal === null ? 'null' : typeof signal}`);
+  }
+}
+
 export function loadModel(path: string, options: LoadOptions = {}): Model {
   if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`loadModel: options must be an object ({ device, training, verifyChecksums }), got ${typeof options}`);

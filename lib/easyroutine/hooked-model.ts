@@ -10,7 +10,7 @@
  */
 import { InvalidArgumentError } from '../core/errors';
 import type { Hook, HookMap } from '../core/hooks';
-import { loadModel, type LoadOptions, type Model } from '../core/model';
+import { checkSignal, loadModel, type LoadOptions, type Model } from '../core/model';
 import { Tensor, tensor } from '../core/tensor';
 import { ActivationCache } from './activation-cache';
 import { detectArchitecture } from './architecture/detect';
@@ -98,6 +98,7 @@ interface Plan {
 function batchOf(inputIds: Tensor | number[][], mask: Tensor | number[][] | undefined): { ids: Tensor; mask: Tensor | number[][] | undefined } {
   if (inputIds instanceof Tensor) return { ids: inputIds, mask };
   if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError('HookedModel.forward: inputIds must be a Tensor or an array of token id rows');
+  if (inputIds.length === 0 || inputIds.some((row) => row.length === 0)) throw new InvalidArgumentError('HookedModel.forward: inputIds must have at least one row, and every row at least one token');
   const longest = Math.max(...inputIds.map((row) => row.length));
   if (mask !== undefined || inputIds.every((row) => row.length === longest)) return { ids: tensor(inputIds, { dtype: 'int64' }), mask };
   const padded = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(0), ...row]);
@@ -188,6 +189,7 @@ export class HookedModel {
 
   /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
   async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
+    checkSignal(options.signal, 'HookedModel.forwardAsync');
     return this.#runAsync(this.#plan(inputIds, options), options.signal);
   }
 
@@ -202,6 +204,7 @@ export class HookedModel {
    * hooks and batches.
    */
   async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
+    checkSignal(options.signal, 'HookedModel.extractCache');
     const merged = new ActivationCache();
     const running = new RunningAverages(this.architecture, this.#projections);
     let done = 0;
@@ -236,6 +239,7 @@ export class HookedModel {
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
     const specs = options.targetTokenPositions ?? ['all'];
+    if (!Array.isArray(specs)) throw new InvalidArgumentError(`HookedModel.forward: targetTokenPositions must be an array of token positions, e.g. ['last'] or [0, [2, 5]], got ${JSON.stringify(specs)}`);
     const spans = this.#spans(mask, batch, seq);
     const { perRow, groupSizes, target, extractionKey } = this.#positions.resolve(config, specs, spans, seq, { pivotPositions: options.pivotPositions, seed: options.seed, masked: mask !== undefined });
     // the export takes the mask as its second argument: the given one, else all ones
