@@ -2,7 +2,8 @@
 # The package as a user gets it: `npm pack` of this checkout, with the prebuild for the libtorch found
 # here, installed into a fresh folder with install scripts refused (--strict-allow-scripts: the
 # package has none and compiles nothing), then an ESM, a CommonJS and a tsc-compiled TypeScript
-# script in the README's style run there, and a libtorch that matches no binary gives the typed
+# script run there, and the README's own TypeScript examples, compiled by tsc and run; a libtorch
+# that matches no binary gives the typed
 # error; arethetypeswrong checks the types for import and require. Prints the tarball's size and the
 # time from npm install to the first forward.
 set -euo pipefail
@@ -33,7 +34,8 @@ console.log(`cjs: forward ${logits.shape.join('x')}, hook saw ${seen}, binary ${
 JS
 node cjs.js
 # the command that builds from source resolves its cmake-js from the installed package
-npx --no-install easyroutine build --help | grep -q "cmake-js compile" || { echo "consumer: npx easyroutine build does not reach cmake-js" >&2; exit 1; }
+build_help=$(npx --no-install easyroutine build --help)
+grep -q "cmake-js compile" <<<"$build_help" || { echo "consumer: npx easyroutine build does not reach cmake-js" >&2; exit 1; }
 echo "time from npm install to the first forward: $(node -e "console.log((Date.now() / 1000 - $start).toFixed(1))") s (the first load probes the binary in a child process and caches it)"
 cat > esm.mjs <<'JS'
 import { HookedModel, describeArchitecture } from 'easyroutine';
@@ -52,11 +54,23 @@ const out = model.forward(tensor([[1, 2, 3]], { dtype: 'int64' }), {
 }) as Tensor;
 console.log(`ts: forward ${out.shape.join('x')}, hook at layer ${norms}`);
 TS
+# the README's own TypeScript examples, as they stand in the installed package (ES modules: they await)
+mkdir -p models && cp tiny-gpt.pt models/
+cat > extract.cjs <<'JS'
+const fs = require('fs');
+const text = fs.readFileSync('node_modules/easyroutine/README.md', 'utf8');
+const blocks = [...text.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]);
+if (blocks.length < 3) throw new Error(`expected the README's TypeScript examples, found ${blocks.length}`);
+blocks.forEach((code, i) => fs.writeFileSync(`readme-${i + 1}.mts`, code));
+console.log(`README: ${blocks.length} TypeScript examples`);
+JS
+node extract.cjs
 cat > tsconfig.json <<'JSON'
-{ "compilerOptions": { "target": "ES2022", "module": "nodenext", "moduleResolution": "nodenext", "strict": true, "lib": ["ES2022", "ESNext.Disposable"], "types": ["node"], "outDir": "out" }, "files": ["main.ts"] }
+{ "compilerOptions": { "target": "ES2022", "module": "nodenext", "moduleResolution": "nodenext", "strict": true, "lib": ["ES2022", "ESNext.Disposable"], "types": ["node"], "outDir": "out" }, "include": ["main.ts", "readme-*.mts"] }
 JSON
 npx tsc -p tsconfig.json
 node out/main.js
+for example in out/readme-*.mjs; do node "$example" >/dev/null; echo "ran $(basename "$example" .mjs) from the README"; done
 # a libtorch this package has no binary for: a typed error, and the process lives on
 fake=$(mktemp -d)
 mkdir -p "$fake/lib" "$fake/include/torch/headeronly"

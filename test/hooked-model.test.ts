@@ -309,6 +309,13 @@ describe('extraction over a dataset', () => {
     const merged = await model.extractCache(batches(), { targetTokenPositions: [[2, 6]], extractionConfig: config, onProgress: (d, t) => progress.push([d, t]), total: 2 });
     const whole = model.forward(rows, { targetTokenPositions: [[2, 6]], extractionConfig: config });
     expect(progress).toEqual([[1, 2], [2, 2]]);
+    // an array of batches gives its length as the total; a generator gives none unless told
+    const fromArray: [number, number | undefined][] = [];
+    await model.extractCache(rows.map((row) => [row]), { extractionConfig: { extractResidOut: true }, onProgress: (d, t) => fromArray.push([d, t]) });
+    expect(fromArray).toEqual([[1, 2], [2, 2]]);
+    const fromGenerator: [number, number | undefined][] = [];
+    await model.extractCache(batches(), { onProgress: (d, t) => fromGenerator.push([d, t]) });
+    expect(fromGenerator).toEqual([[1, undefined], [2, undefined]]);
     close(merged.tensor('resid_out_1'), Array.from(whole.tensor('resid_out_1').toFloat32Array()), [2, 4, 32]);
     close(merged.tensor('pattern_L1H0'), Array.from(whole.tensor('pattern_L1H0').toFloat32Array()), [2, 4, 4]);
     const both = whole.tensor('pattern_L1H0').toFloat32Array();

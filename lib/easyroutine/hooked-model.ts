@@ -69,7 +69,7 @@ export interface HookedForwardOptions {
 export interface ExtractCacheOptions extends HookedForwardOptions {
   /** Called after each batch with the number done and `total` when given. */
   onProgress?: (done: number, total: number | undefined) => void;
-  /** The number of batches, for progress reports. */
+  /** The number of batches, for progress reports (default: the array's length when batches is an array). */
   total?: number;
   /** Stops the extraction between hooks and between batches; the promise rejects with the reason. */
   signal?: AbortSignal;
@@ -205,6 +205,8 @@ export class HookedModel {
    */
   async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
     checkSignal(options.signal, 'HookedModel.extractCache');
+    // an array says how many batches there are
+    const total = options.total ?? (Array.isArray(batches) ? batches.length : undefined);
     const merged = new ActivationCache();
     const running = new RunningAverages(this.architecture, this.#projections);
     let done = 0;
@@ -215,7 +217,7 @@ export class HookedModel {
         const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
         const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
         merged.cat(await this.#runAsync(plan, options.signal));
-        options.onProgress?.(++done, options.total);
+        options.onProgress?.(++done, total);
       }
     }
     running.addTo(merged);
