@@ -44,13 +44,14 @@ function runBuild(args) {
   const root = path.join(__dirname, '..');
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
   const cores = String(os.availableParallelism ? os.availableParallelism() : os.cpus().length);
-  if (!args.includes('--help')) process.stdout.write(`easyroutine build: compiling with ${cores} jobs (a few minutes)\n`);
+  const help = args.includes('--help') || args.includes('-h');
+  if (!help) process.stdout.write(`easyroutine build: compiling with ${cores} jobs (a few minutes)\n`);
   const result = spawnSync(process.execPath, [cmakeJs, 'compile', ...args], {
     cwd: root,
     stdio: 'inherit',
     env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: process.env.CMAKE_BUILD_PARALLEL_LEVEL || cores },
   });
-  if (result.status === 0) process.stdout.write(`easyroutine build: done; ${path.join(root, 'build', 'Release')} is used from now on\n`);
+  if (result.status === 0 && !help) process.stdout.write(`easyroutine build: done; ${path.join(root, 'build', 'Release')} is used from now on\n`);
   return result.status ?? 1;
 }
 
