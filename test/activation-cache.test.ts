@@ -120,3 +120,38 @@ describe('ActivationCache', () => {
     expectThrows(() => ActivationCache.load(file), InvalidArgumentError, /not a safetensors file/);
   });
 });
+
+describe('ActivationCache files that are damaged or missing', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'easyroutine-cache-'));
+  const saved = () => {
+    const cache = new ActivationCache();
+    cache.set('resid_out_0', tensor(Float32Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]));
+    const file = path.join(dir, `cache-${Math.random()}.safetensors`);
+    cache.save(file);
+    return file;
+  };
+
+  it('a truncated file names the tensor and the bytes it lacks, instead of reading zeros', () => {
+    const file = saved();
+    const bytes = fs.readFileSync(file);
+    fs.writeFileSync(file, bytes.subarray(0, bytes.length - 10));
+    expectThrows(() => ActivationCache.load(file), InvalidArgumentError, /tensor 'resid_out_0' has data_offsets \[0,96\] but the file holds 86 data bytes/);
+  });
+
+  it('a header whose offsets disagree with the shape is refused', () => {
+    const file = saved();
+    const bytes = fs.readFileSync(file);
+    const size = Number(bytes.readBigUInt64LE(0));
+    const header = bytes.subarray(8, 8 + size).toString('utf8').replace('"shape":[2,3,4]', '"shape":[2,3,2]');
+    fs.writeFileSync(file, Buffer.concat([bytes.subarray(0, 8), Buffer.from(header), bytes.subarray(8 + size)]));
+    expectThrows(() => ActivationCache.load(file), InvalidArgumentError, /of shape \[2,3,2\] and dtype F32 needs 48 bytes but its data_offsets span 96/);
+  });
+
+  it('a missing file, a directory, a missing folder: InvalidArgumentError naming the path, the cause attached', () => {
+    const missing = expectThrows(() => ActivationCache.load(path.join(dir, 'nope.safetensors')), InvalidArgumentError, /cannot read '.*nope\.safetensors': no such file/);
+    expect((missing as { cause?: { code?: string } }).cause?.code).toBe('ENOENT');
+    expectThrows(() => ActivationCache.load(dir), InvalidArgumentError, /cannot read '.*': it is a directory/);
+    expectThrows(() => new ActivationCache().save(path.join(dir, 'no', 'such', 'x.safetensors')), InvalidArgumentError, /cannot write '.*x\.safetensors': its folder does not exist/);
+    expectThrows(() => new ActivationCache().save(dir), InvalidArgumentError, /it is a directory/);
+  });
+});

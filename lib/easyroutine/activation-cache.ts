@@ -316,13 +316,34 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Saves as a safetensors file: tensors by key (nested ones as `key.sub` / `key.0`), everything else in its metadata. */
   save(path: string): void {
-    fs.writeFileSync(path, encodeSafetensors(this));
+    const bytes = encodeSafetensors(this);
+    try {
+      fs.writeFileSync(path, bytes);
+    } catch (error) {
+      throw fileError('save', path, error);
+    }
   }
 
   /** Loads a file written by {@link ActivationCache.save} (or any safetensors file: its tensors become keys). */
   static load(path: string): ActivationCache {
-    return decodeSafetensors(fs.readFileSync(path));
+    let file: Buffer;
+    try {
+      file = fs.readFileSync(path);
+    } catch (error) {
+      throw fileError('load', path, error);
+    }
+    return decodeSafetensors(file);
   }
+}
+
+/** A file system failure as an InvalidArgumentError naming the path and what it is, the original as its cause. */
+function fileError(operation: 'save' | 'load', path: string, error: unknown): InvalidArgumentError {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const why =
+    code === 'ENOENT' ? (operation === 'load' ? 'no such file' : 'its folder does not exist') : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String((error as Error)?.message ?? error);
+  const wrapped = new InvalidArgumentError(`ActivationCache.${operation}: cannot ${operation === 'load' ? 'read' : 'write'} '${path}': ${why}`);
+  (wrapped as { cause?: unknown }).cause = error;
+  return wrapped;
 }
 
 // ---------------------------------------------------------------- safetensors
@@ -395,10 +416,18 @@ function decodeSafetensors(file: Buffer): ActivationCache {
     const entry = raw as Entry;
     const dtype = FROM_SAFETENSORS[entry.dtype];
     if (!dtype) throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' has dtype ${entry.dtype}, which easyroutine does not hold`);
-    const [begin, end] = entry.data_offsets;
-    const copy = new ArrayBuffer(end - begin);
-    new Uint8Array(copy).set(file.subarray(base + begin, base + end));
-    const view = new TYPED[dtype](copy, 0, (end - begin) / BYTES[dtype]);
+    const [begin, end] = Array.isArray(entry.data_offsets) ? entry.data_offsets : [];
+    const available = file.length - base;
+    if (!Number.isInteger(begin) || !Number.isInteger(end) || begin! < 0 || begin! > end! || end! > available) {
+      throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' has data_offsets ${JSON.stringify(entry.data_offsets)} but the file holds ${available} data bytes (truncated, or a damaged header)`);
+    }
+    const elements = Array.isArray(entry.shape) && entry.shape.every((d) => Number.isInteger(d) && d >= 0) ? entry.shape.reduce((a, b) => a * b, 1) : NaN;
+    if (elements * BYTES[dtype] !== end! - begin!) {
+      throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' of shape ${JSON.stringify(entry.shape)} and dtype ${entry.dtype} needs ${elements * BYTES[dtype]} bytes but its data_offsets span ${end! - begin!}`);
+    }
+    const copy = new ArrayBuffer(end! - begin!);
+    new Uint8Array(copy).set(file.subarray(base + begin!, base + end!));
+    const view = new TYPED[dtype](copy, 0, elements);
     tensors.set(name, fromTypedArray(view as never, entry.shape, { dtype }));
   }
   const cache = new ActivationCache();
