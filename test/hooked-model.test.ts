@@ -577,3 +577,18 @@ describe('bad input to HookedModel is a typed error naming the option', () => {
     expect(model.forward([[1, 2, 3]]).tensor('logits').shape).toEqual([1, 3, 64]);
   });
 });
+
+describe('selections that would extract nothing are typed errors', () => {
+  it('attnHeads naming a layer or head the model lacks', () => {
+    const hm = HookedModel.load(fixture('gpt2_traced.pt'));
+    expectThrows(() => hm.forward([[1, 2, 3]], { extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 2, head: 0 }] } }), InvalidArgumentError, /attnHeads: layer 2 does not exist \(the model has 2 layers, 0 to 1\)/);
+    expectThrows(() => hm.forward([[1, 2, 3]], { extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 1, head: 4 }] } }), InvalidArgumentError, /attnHeads: head 4 of layer 1 does not exist \(the model has 4 heads, 0 to 3\)/);
+    expect(hm.forward([[1, 2, 3]], { extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 1, head: 3 }] } }).has('pattern_L1H3')).toBe(true);
+  });
+
+  it("'random-text-0' is refused like 'last-0'", () => {
+    const hm = HookedModel.load(fixture('gpt2_traced.pt'));
+    expectThrows(() => hm.forward([[1, 2, 3]], { targetTokenPositions: ['random-text-0'] }), TokenPositionError, /'random-text-0': the number of positions to draw must be at least 1/);
+    expect(hm.forward([[1, 2, 3]], { targetTokenPositions: ['random-text-2'] }).tensor('logits').shape).toEqual([1, 2, 64]);
+  });
+});

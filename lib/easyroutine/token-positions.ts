@@ -69,7 +69,12 @@ export function validateTokenPosition(spec: TokenPosition): void {
       if (Number(last[1]) < 1) throw new TokenPositionError(`'${spec}': N in 'last-N' counts from 1 ('last-1' is the last token)`);
       return;
     }
-    if (PATTERNS.partition.test(spec) || PATTERNS.randomText.test(spec)) return;
+    if (PATTERNS.partition.test(spec)) return;
+    const text = PATTERNS.randomText.exec(spec);
+    if (text) {
+      if (text[1] !== undefined && Number(text[1]) < 1) throw new TokenPositionError(`'${spec}': the number of positions to draw must be at least 1`);
+      return;
+    }
     const random = PATTERNS.randomPartition.exec(spec);
     if (random) {
       if (random[2] !== undefined && Number(random[2]) < 1) throw new TokenPositionError(`'${spec}': the number of positions to draw must be at least 1`);

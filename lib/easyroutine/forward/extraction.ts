@@ -65,6 +65,16 @@ export class ExtractionKernels {
     return built;
   }
 
+  /** An InvalidArgumentError for an attnHeads entry this model does not have (it would extract nothing). */
+  #checkHeads(config: Readonly<ExtractionConfig>): void {
+    if (config.attnHeads === 'all') return;
+    const arch = this.#architecture;
+    for (const { layer, head } of config.attnHeads) {
+      if (layer >= arch.layers.length) throw new InvalidArgumentError(`extractionConfig.attnHeads: layer ${layer} does not exist (the model has ${arch.layers.length} layers, 0 to ${arch.layers.length - 1})`);
+      if (head >= arch.nHeads) throw new InvalidArgumentError(`extractionConfig.attnHeads: head ${head} of layer ${layer} does not exist (the model has ${arch.nHeads} heads, 0 to ${arch.nHeads - 1})`);
+    }
+  }
+
   /** Resets the kernels of a finished or failed forward for the next one. */
   release(extraction: Extraction): void {
     for (const collector of extraction.collectors) collector.hook.reset();
@@ -73,6 +83,7 @@ export class ExtractionKernels {
   }
 
   #build(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows, inputLength }: Target): Extraction {
+    this.#checkHeads(config);
     const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
