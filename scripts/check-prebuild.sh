@@ -10,6 +10,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/node_modules/easyroutine"
 cp -r package.json dist prebuilds "$stage/node_modules/easyroutine/"
+mkdir -p "$stage/node_modules/easyroutine/scripts" && cp scripts/libtorch.js "$stage/node_modules/easyroutine/scripts/"
 cp models/tiny-gpt.pt "$stage/"
 (cd "$stage" && EASYROUTINE_CACHE_DIR="$stage/cache" node -e "
   const er = require('easyroutine');

@@ -248,6 +248,6 @@ function main(argv) {
   }
 }
 
-module.exports = { findLibtorch, findPythonWithTorch, LibtorchNotFound, linkFlags, report, cxxStandard };
+module.exports = { findLibtorch, findPythonWithTorch, LibtorchNotFound, linkFlags, report, cxxStandard, readVersion };
 
 if (require.main === module) main(process.argv.slice(2));

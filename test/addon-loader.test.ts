@@ -21,6 +21,8 @@ function stage(name: string, prebuilds: Record<string, string>): string {
   fs.mkdirSync(path.join(dir, 'prebuilds', platformDir), { recursive: true });
   fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
   fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+  fs.mkdirSync(path.join(dir, 'scripts'));
+  fs.copyFileSync(path.join(root, 'scripts', 'libtorch.js'), path.join(dir, 'scripts', 'libtorch.js'));
   for (const [file, source] of Object.entries(prebuilds)) fs.copyFileSync(source, path.join(dir, 'prebuilds', platformDir, file));
   return dir;
 }

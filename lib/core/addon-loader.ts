@@ -25,6 +25,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AddonLoadError } from './errors';
 
+// The version macros of libtorch's headers are read the way the build reads them (the script ships
+// in the package).
+const { readVersion } = require('../../scripts/libtorch.js') as { readVersion(includeDirs: string[]): string };
+
 /** The libtorch the process will run with. */
 export interface RuntimeLibtorch {
   /** Where it came from, e.g. `python (/usr/bin/python3)`, `LIBTORCH`, `system`. */
@@ -175,19 +179,7 @@ function fromLibtorchDir(dir: string): RuntimeLibtorch | null {
   const libDir = path.join(dir, 'lib');
   const libraries = librariesIn(libDir, '');
   if (libraries.length < 3) return null;
-  let version = 'unknown';
-  for (const header of ['include/torch/csrc/api/include/torch/version.h', 'include/torch/version.h', 'include/torch/headeronly/version.h']) {
-    try {
-      const text = fs.readFileSync(path.join(dir, header), 'utf8');
-      const part = (name: string) => new RegExp(`#define\\s+TORCH_VERSION_${name}\\s+(\\d+)`).exec(text)?.[1];
-      if (part('MAJOR') !== undefined) {
-        version = `${part('MAJOR')}.${part('MINOR')}.${part('PATCH')}`;
-        break;
-      }
-    } catch {
-      // not this layout
-    }
-  }
+  const version = readVersion([path.join(dir, 'include')]);
   return { source: 'LIBTORCH', libDir, version, cuda: libraries.some((l) => l.includes('cuda')), libraries };
 }
 
