@@ -51,7 +51,6 @@ export interface AddonChoice {
 
 const BUILD_COMMAND = 'npx easyroutine build';
 const SYSTEM_LIB_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib'];
-const CUDA_LIBRARIES = ['libc10_cuda.so', 'libtorch_cuda.so'];
 
 /** major.minor of a version string. */
 export function minorVersion(version: string): string {
@@ -60,8 +59,8 @@ export function minorVersion(version: string): string {
 
 /** The libraries of a libtorch lib directory, in the order they must be loaded. */
 function librariesIn(libDir: string, suffix: string): string[] {
-  const base = ['libc10.so', 'libtorch_cpu.so', 'libtorch.so'];
-  const names = fs.existsSync(path.join(libDir, `libtorch_cuda.so${suffix}`)) ? [...base.slice(0, 1), CUDA_LIBRARIES[0]!, base[1]!, CUDA_LIBRARIES[1]!, base[2]!] : base;
+  const cuda = fs.existsSync(path.join(libDir, `libtorch_cuda.so${suffix}`));
+  const names = cuda ? ['libc10.so', 'libc10_cuda.so', 'libtorch_cpu.so', 'libtorch_cuda.so', 'libtorch.so'] : ['libc10.so', 'libtorch_cpu.so', 'libtorch.so'];
   return names.map((n) => path.join(libDir, `${n}${suffix}`)).filter((f) => fs.existsSync(f));
 }
 
