@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Loads mutated copies of a TorchScript fixture: each must load (and then forward or fail with a
-// typed error) or fail to load with a typed error. A crash ends the process, which is the failure.
+// Loads mutated copies of a TorchScript fixture: each must load (and then forward, and take a write
+// through parameters(), or fail with a typed error) or fail to load with a typed error. A crash ends
+// the process, which is the failure. Half the mutations damage raw bytes (the CRC check catches
+// them); the other half damage a storage record and rebuild a valid zip, every CRC right (a
+// truncated write or a bad merge before the archive was rebuilt), which the storage check catches.
 //
-//   node scripts/fuzz-load.mjs [--count 1000] [--seed 1] [--file test/fixtures/generated/gpt2_traced.pt]
+//   node scripts/fuzz-load.mjs [--count 5000] [--seed 1] [--file test/fixtures/generated/gpt2_traced.pt]
+import { unzipSync, zipSync } from 'fflate';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -28,6 +32,16 @@ function localHeaders(bytes) {
   return offsets;
 }
 
+/** Rebuilds the archive with one storage record (data/N or constants/N) replaced by `edit(bytes)`. */
+function withStorageRecord(bytes, rand, edit) {
+  const entries = unzipSync(bytes);
+  const records = Object.keys(entries).filter((name) => /\/(data|constants)\/\d+$/.test(name) && entries[name].length > 0);
+  const name = records[Math.floor(rand() * records.length)];
+  entries[name] = edit(entries[name]);
+  // stored, not deflated, as torch.jit.save writes them; fflate keeps the entries' order
+  return Buffer.from(zipSync(Object.fromEntries(Object.entries(entries).map(([n, data]) => [n, [data, { level: 0 }]]))));
+}
+
 const MUTATIONS = {
   flip(bytes, rand) {
     const out = Buffer.from(bytes);
@@ -46,6 +60,12 @@ const MUTATIONS = {
     for (let i = at; i < Math.min(out.length, at + length); i++) out[i] = Math.floor(rand() * 256);
     return out;
   },
+  truncateRecord(bytes, rand) {
+    return withStorageRecord(bytes, rand, (data) => data.subarray(0, Math.floor(rand() * data.length)));
+  },
+  emptyRecord(bytes, rand) {
+    return withStorageRecord(bytes, rand, () => new Uint8Array(0));
+  },
 };
 
 /**
@@ -57,7 +77,7 @@ export function fuzzLoad({ api, file, count, seed, input }) {
   const headers = localHeaders(original);
   const rand = random(seed);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'easyroutine-fuzz-'));
-  const outcomes = { loaded: 0, forwarded: 0, forwardFailed: 0, rejected: 0, byMutation: {} };
+  const outcomes = { loaded: 0, forwarded: 0, forwardFailed: 0, rejected: 0, byMutation: {}, rejectedByMutation: {}, messages: new Set() };
   const kinds = Object.keys(MUTATIONS);
   try {
     for (let i = 0; i < count; i++) {
@@ -71,12 +91,17 @@ export function fuzzLoad({ api, file, count, seed, input }) {
       } catch (error) {
         if (!(error instanceof api.ModelLoadError)) throw new Error(`mutant ${i} (${kind}): untyped load error: ${error?.stack ?? error}`);
         outcomes.rejected++;
+        outcomes.rejectedByMutation[kind] = (outcomes.rejectedByMutation[kind] ?? 0) + 1;
+        // the message with the file's name and the figures taken out: what kinds of refusal there were
+        outcomes.messages.add(error.message.replace(mutant, 'FILE').replace(/\d+/g, 'N'));
         continue;
       } finally {
         fs.rmSync(mutant, { force: true });
       }
       outcomes.loaded++;
       try {
+        model.forward(input());
+        for (const parameter of model.parameters().values()) parameter.write(new Float32Array(parameter.numel).fill(0.5));
         model.forward(input());
         outcomes.forwarded++;
       } catch (error) {
@@ -101,7 +126,7 @@ async function main() {
   const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
   const api = (await import(path.join(root, 'dist', 'index.js'))).default;
   const file = option('file', path.join(root, 'test', 'fixtures', 'generated', 'gpt2_traced.pt'));
-  const count = Number(option('count', 1000));
+  const count = Number(option('count', 5000));
   const seed = Number(option('seed', 1));
   const started = Date.now();
   const outcomes = fuzzLoad({
@@ -111,7 +136,8 @@ async function main() {
     seed,
     input: () => api.tensor([[1, 2, 3, 4, 5, 6, 7, 8]], { dtype: 'int64' }),
   });
-  console.log(JSON.stringify({ file: path.relative(root, file), count, seed, seconds: (Date.now() - started) / 1000, ...outcomes }, null, 2));
+  const summary = { file: path.relative(root, file), count, seed, seconds: (Date.now() - started) / 1000, ...outcomes, messages: [...outcomes.messages].sort() };
+  console.log(JSON.stringify(summary, null, 2));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

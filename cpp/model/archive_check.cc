@@ -147,10 +147,14 @@ class ArchiveReader {
     return entries;
   }
 
-  void VerifyEntry(const Entry& entry, const Crc32& crc32) {
+  uint64_t DataOffset(const Entry& entry) {
     std::vector<uint8_t> local = Read(entry.localOffset, 30);
     if (U32(local.data()) != 0x04034b50) Fail("the local header of '" + entry.name + "' is corrupt");
-    uint64_t dataOffset = entry.localOffset + 30 + U16(&local[26]) + U16(&local[28]);
+    return entry.localOffset + 30 + U16(&local[26]) + U16(&local[28]);
+  }
+
+  void VerifyEntry(const Entry& entry, const Crc32& crc32) {
+    uint64_t dataOffset = DataOffset(entry);
     if (entry.method != 0) return;  // compressed entries are checked by the decompressor
     if (dataOffset > size_ || entry.compressedSize > size_ - dataOffset) Fail("it is truncated inside '" + entry.name + "'");
     file_.seekg(static_cast<std::streamoff>(dataOffset));
@@ -173,6 +177,21 @@ class ArchiveReader {
 };
 
 }  // namespace
+
+std::string FindStorageRecord(const std::string& path, const uint8_t* bytes, uint64_t length) {
+  try {
+    ArchiveReader reader(path);
+    for (const Entry& entry : reader.CentralDirectory()) {
+      if (entry.method != 0 || entry.compressedSize != length) continue;
+      if (entry.name.find("/data/") == std::string::npos && entry.name.find("/constants/") == std::string::npos) continue;
+      std::vector<uint8_t> stored = reader.Read(reader.DataOffset(entry), length);
+      if (length == 0 || std::memcmp(stored.data(), bytes, length) == 0) return entry.name;
+    }
+  } catch (const TypedError&) {
+    // an archive this damaged was refused before its tensors were looked at
+  }
+  return "";
+}
 
 void VerifyArchive(const std::string& path) {
   static const Crc32 crc32;

@@ -14,6 +14,7 @@
 #include "js/js_values.h"
 #include "model/archive_check.h"
 #include "model/ivalue_convert.h"
+#include "model/storage_check.h"
 #include "runtime/threads.h"
 #include "tensor/dtype.h"
 #include "tensor/js_memory.h"
@@ -210,7 +211,17 @@ Napi::Value ModelHandle::Load(const Napi::CallbackInfo& info) {
     torch::jit::ExtraFilesMap extraFiles;
     for (const char* name : kKnownExtraFiles) extraFiles[name] = "";
     try {
-      *module = torch::jit::load(path, device, extraFiles);
+      if (device.is_cpu()) {
+        *module = torch::jit::load(path, device, extraFiles);
+        VerifyStorages(*module, path);
+      } else {
+        // libtorch copies each storage to the device as it reads it, past the end of a short record:
+        // the storages are checked on a CPU load first
+        VerifyStorages(torch::jit::load(path, at::Device(at::kCPU)), path);
+        *module = torch::jit::load(path, device, extraFiles);
+      }
+    } catch (const TypedError&) {
+      throw;
     } catch (const torch::jit::ErrorReport& e) {
       throw TypedError(ErrorKind::ModelLoad, "loadModel: '" + path + "' is damaged or needs ops this libtorch (" TORCH_VERSION
                                              ") lacks: " + RootCause(CompilationMessage(e)));

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 
 namespace easyroutine {
 
@@ -14,8 +15,12 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-// The byte before the data holds its distance from the start of the block (16 to 64: malloc's blocks
-// are 16-byte aligned), so the data pointer alone frees it, as libtorch's raw interface requires.
+// The 16 bytes before the data hold the size asked for (8 bytes, so a loaded model's storages can be
+// checked against the records they were read from: model/storage_check) and, in the last byte, the
+// data's distance from the start of the block (16 to 79), so the data pointer alone frees it, as
+// libtorch's raw interface requires.
+constexpr size_t kHeader = 16;
+
 void FreeData(void* data) {
   if (data == nullptr) return;
   auto* bytes = static_cast<unsigned char*>(data);
@@ -35,19 +40,28 @@ class AlignedMallocAllocator final : public c10::Allocator {
   static c10::DataPtr Allocate(size_t nbytes) {
     const c10::Device cpu(c10::DeviceType::CPU);
     if (nbytes == 0) return {nullptr, nullptr, &FreeData, cpu};
-    TORCH_CHECK(nbytes <= SIZE_MAX - kAlignment, "cannot allocate ", nbytes, " bytes of CPU memory");
-    auto* block = static_cast<unsigned char*>(std::malloc(nbytes + kAlignment));
+    TORCH_CHECK(nbytes <= SIZE_MAX - kAlignment - kHeader, "cannot allocate ", nbytes, " bytes of CPU memory");
+    auto* block = static_cast<unsigned char*>(std::malloc(nbytes + kAlignment + kHeader));
     TORCH_CHECK(block != nullptr, "out of CPU memory: failed to allocate ", nbytes, " bytes");
     const auto address = reinterpret_cast<uintptr_t>(block);
-    // the next aligned address after the block's first byte, so the offset byte fits before it
-    const size_t offset = kAlignment - (address & (kAlignment - 1));
+    // the first aligned address with room for the header before it
+    const size_t offset = ((address + kHeader + kAlignment - 1) & ~(kAlignment - 1)) - address;
     unsigned char* data = block + offset;
+    const uint64_t size = nbytes;
+    std::memcpy(data - kHeader, &size, sizeof size);
     data[-1] = static_cast<unsigned char>(offset);
     return {data, data, &FreeData, cpu};
   }
 };
 
 }  // namespace
+
+std::optional<size_t> CpuAllocationBytes(const c10::DataPtr& data) {
+  if (data.get_deleter() != &FreeData || data.get() == nullptr) return std::nullopt;
+  uint64_t size = 0;
+  std::memcpy(&size, static_cast<const unsigned char*>(data.get()) - kHeader, sizeof size);
+  return static_cast<size_t>(size);
+}
 
 void InstallCpuAllocator() {
   static std::once_flag once;

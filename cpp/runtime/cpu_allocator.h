@@ -9,9 +9,18 @@
 // fits the next request of the same size exactly. Same alignment as libtorch's (64 bytes).
 #pragma once
 
+#include <c10/core/Allocator.h>
+
+#include <cstddef>
+#include <optional>
+
 namespace easyroutine {
 
 // Makes the allocator libtorch's CPU allocator, once per process (it outlives every environment).
 void InstallCpuAllocator();
+
+// The bytes asked for when this allocator made `data`; nullopt for memory from anywhere else (and
+// for empty allocations, which have no block).
+std::optional<size_t> CpuAllocationBytes(const c10::DataPtr& data);
 
 }  // namespace easyroutine
