@@ -45,7 +45,7 @@ describe.skipIf(!fs.existsSync(path.join(built, 'easyroutine_preload.node')))('c
   it('loads the prebuild named for the libtorch found, with no build/ and no RUNPATH needed', () => {
     const dir = stage('matching', { [`easyroutine.torch-${version}-cpu.node`]: path.join(built, 'easyroutine.node'), 'easyroutine_preload.node': path.join(built, 'easyroutine_preload.node') });
     const loaded = load(dir);
-    expect(loaded.binary).toBe(path.join(dir, 'prebuilds', platformDir, `easyroutine.torch-${version}-cpu.node`));
+    expect(loaded.binary, JSON.stringify(loaded)).toBe(path.join(dir, 'prebuilds', platformDir, `easyroutine.torch-${version}-cpu.node`));
     expect(loaded.libtorch!.version.startsWith(version)).toBe(true);
     // a second process takes the cached probe and spawns nothing
     expect(fs.readFileSync(path.join(dir, 'cache', 'addon-loader.json'), 'utf8')).toContain('"ok":true');

@@ -247,25 +247,33 @@ function probe(binary: string, preload: string | null, libtorch: RuntimeLibtorch
   const key = `probe ${fileKey([binary, ...(preload ? [preload] : []), ...(libtorch?.libraries ?? [])])}`;
   const known = cache.get<Probe>(key);
   if (known) return known;
+  let found = probeOnce(binary, preload, libtorch);
+  // a child killed by a signal before it reported may have met a crash that is not the binary's
+  // (one in some hundred processes dies in teardown next to some libtorch builds): asked again, and
+  // never cached, so one bad exit does not condemn the binary for good
+  if (!found.ok && found.signal) found = probeOnce(binary, preload, libtorch);
+  if (!found.signal) cache.set(key, found);
+  return found;
+}
+
+function probeOnce(binary: string, preload: string | null, libtorch: RuntimeLibtorch | null): Probe & { signal?: boolean } {
   const result = spawnSync(process.execPath, ['-e', PROBE_SCRIPT, JSON.stringify([preload, binary, libtorch?.libraries ?? []])], {
     encoding: 'utf8',
     timeout: 120_000,
     // under Electron, process.execPath is Electron itself: run it as plain Node
     env: { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? 'PASSIVE', ELECTRON_RUN_AS_NODE: '1' },
   });
-  let found: Probe;
-  if (result.status === 0) {
-    try {
-      found = { ok: true, ...(JSON.parse(result.stdout) as { libtorchVersion: string; cudaBuild: boolean }) };
-    } catch {
-      found = { ok: false, error: `unexpected output ${JSON.stringify(result.stdout.slice(0, 200))}` };
+  // the report is what counts: a child that wrote it loaded the binary, whatever its exit
+  try {
+    const report = JSON.parse(result.stdout) as { libtorchVersion?: unknown; cudaBuild?: unknown };
+    if (typeof report.libtorchVersion === 'string' && typeof report.cudaBuild === 'boolean') {
+      return { ok: true, libtorchVersion: report.libtorchVersion, cudaBuild: report.cudaBuild };
     }
-  } else {
-    const why = (result.stderr || result.error?.message || `exit ${result.status ?? result.signal}`).trim().split('\n').filter((l) => l.trim()).slice(-3).join(' ');
-    found = { ok: false, error: why };
+  } catch {
+    // no report: the reason is in stderr
   }
-  cache.set(key, found);
-  return found;
+  const why = (result.stderr || result.error?.message || `exit ${result.status ?? result.signal}`).trim().split('\n').filter((l) => l.trim()).slice(-3).join(' ');
+  return { ok: false, error: why, ...(result.signal ? { signal: true } : {}) };
 }
 
 /**
