@@ -234,6 +234,18 @@ describe('hook API', () => {
     expect(numbers(logitsOf(await model.forwardAsync(ids)).toFloat32Array())).toEqual(plain);
   });
 
+  it.each([['a string', 'stop'], ['a number', 42], ['null', null], ['undefined', undefined], ['a plain object', { why: 'stop' }]])('a hook that throws %s: the forward throws (and forwardAsync rejects with) that value', async (_, thrown) => {
+    let caught: unknown = 'nothing thrown';
+    try {
+      model.forward(ids, { hooks: { [mlpOut]: () => { throw thrown; } } });
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBe(thrown);
+    await expect(model.forwardAsync(ids, { hooks: { [mlpOut]: () => { throw thrown; } } })).rejects.toBe(thrown);
+    expect(numbers(logitsOf(model.forward(ids)).toFloat32Array())).toEqual(plain);
+  });
+
   it('applies the forward\'s grad mode while hooks run on the JS thread for an async forward', async () => {
     const weight = model.parameters().get('lm_head.weight')!;
     expect(weight.requiresGrad).toBe(true);

@@ -164,7 +164,7 @@ at::Tensor ForwardHooks::CallClosure(Napi::Env env, Binding& binding, const at::
       result = Napi::Function(env, binding.functionValue).Call({handle, Napi::Value(env, binding.contextValue)});
     }
   } catch (const Napi::Error& e) {
-    jsError_ = Napi::Reference<Napi::Value>::New(e.Value(), 1);
+    jsError_ = Napi::Error(env, e.Value());  // not a copy: copying unwraps a thrown primitive, which no reference holds
     Fail(ErrorKind::Forward, "hook on '" + binding.point + "' threw");
   }
   if (result.IsUndefined() || result.IsNull()) return {};
@@ -250,7 +250,7 @@ void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
 }
 
 Napi::Error ForwardHooks::Failure(Napi::Env env) const {
-  if (!jsError_.IsEmpty()) return Napi::Error(env, jsError_.Value());
+  if (!jsError_.IsEmpty()) return jsError_;
   return MakeError(env, failureKind_, failureMessage_);
 }
 

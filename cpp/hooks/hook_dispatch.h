@@ -95,7 +95,9 @@ class ForwardHooks : public TapSink {
   bool failed_ = false;
   ErrorKind failureKind_ = ErrorKind::Forward;
   std::string failureMessage_;
-  Napi::Reference<Napi::Value> jsError_;
+  // What the closure threw, held as node-addon-api caught it: a thrown string or number sits inside a
+  // wrapper object (a reference cannot hold a primitive before Node 22), which Value() unwraps.
+  Napi::Error jsError_;
 };
 
 // Thrown through the interpreter when a hook fails; the forward then reports ForwardHooks' failure.
