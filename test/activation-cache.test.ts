@@ -9,7 +9,7 @@ import { expectThrows, numbers, root } from './helpers';
 function batch(offset: number): ActivationCache {
   const cache = new ActivationCache();
   cache.set('resid_out_0', tensor([[[offset, offset + 1]]]));
-  cache.set('mapping_index', { last: [offset] });
+  cache.set('mapping_index', { last: [0] });
   cache.set('token_dict', ['a', 'b']);
   cache.set('last_layernorm', { mean: tensor([[offset]]), variance: tensor([[offset * 2]]) });
   return cache;
@@ -34,19 +34,38 @@ describe('ActivationCache', () => {
     cache.cat(batch(0)).cat(batch(10));
     expect(cache.tensor('resid_out_0').shape).toEqual([2, 1, 2]);
     expect(numbers(cache.tensor('resid_out_0').toFloat32Array())).toEqual([0, 1, 10, 11]);
-    expect(cache.get('mapping_index')).toEqual({ last: [10] });
+    expect(cache.get('mapping_index')).toEqual({ last: [0] });
     expect(cache.get('token_dict')).toEqual(['a', 'b', 'a', 'b']);
     const stats = cache.get('last_layernorm') as Record<string, Tensor>;
     expect(numbers(stats['variance']!.toFloat32Array())).toEqual([0, 20]);
   });
 
-  it('stacks equal scalar shapes, lists mismatched shapes and plain values', () => {
-    const a = new ActivationCache().set('s', tensor(1)).set('m', tensor([1, 2])).set('x', 'p');
-    const b = new ActivationCache().set('s', tensor(2)).set('m', tensor([[1, 2, 3]])).set('x', 'q');
+  it('stacks equal scalar shapes and lists plain values', () => {
+    const a = new ActivationCache().set('s', tensor(1)).set('x', 'p');
+    const b = new ActivationCache().set('s', tensor(2)).set('x', 'q');
     a.cat(b);
     expect(a.tensor('s').shape).toEqual([2]);
-    expect(Array.isArray(a.get('m'))).toBe(true);
     expect(a.get('x')).toEqual(['p', 'q']);
+  });
+
+  it('refuses tensors that differ beyond dim 0, and mapping indices that differ, unless an aggregation says how', () => {
+    // two batches of different lengths extracted at every position
+    const long = () => new ActivationCache().set('resid_out_0', tensor(new Float32Array(2 * 5 * 3), [2, 5, 3])).set('mapping_index', { all: [0, 1, 2, 3, 4] });
+    const short = () => new ActivationCache().set('resid_out_0', tensor(new Float32Array(2 * 4 * 3), [2, 4, 3])).set('mapping_index', { all: [0, 1, 2, 3] });
+    expectThrows(() => long().cat(short()), InvalidArgumentError, /'resid_out_0' has shape \[2, 5, 3\] here and \[2, 4, 3\] in the new batch.*registerAggregation/);
+    const onlyIndex = new ActivationCache().set('mapping_index', { last: [0] });
+    expectThrows(() => onlyIndex.cat(new ActivationCache().set('mapping_index', { 'last-2': [0] })), InvalidArgumentError, /'mapping_index' differs between the batches/);
+    // with aggregations for both, the user decides
+    const merged = long();
+    merged.registerAggregation('resid_out_', (current, incoming) => [...(Array.isArray(current) ? current : [current]), incoming]);
+    merged.registerAggregation('mapping_index', (current, incoming) => [current, incoming].flat());
+    merged.cat(short());
+    expect((merged.get('resid_out_0') as Tensor[]).map((t) => t.shape)).toEqual([[2, 5, 3], [2, 4, 3]]);
+  });
+
+  it('cat takes only an ActivationCache', () => {
+    expectThrows(() => new ActivationCache().cat({} as ActivationCache), InvalidArgumentError, /ActivationCache.cat: expected an ActivationCache, got object/);
+    expectThrows(() => new ActivationCache().cat(null as unknown as ActivationCache), InvalidArgumentError, /got null/);
   });
 
   it('refuses to merge different key sets, naming them', () => {

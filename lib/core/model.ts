@@ -309,7 +309,6 @@ function argumentList(inputs: ModelInput | ModelInput[]): unknown[] {
   return (Array.isArray(inputs) ? inputs : [inputs]).map(toNative);
 }
 
-/** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
 /** An InvalidArgumentError unless `signal` is undefined or an AbortSignal. */
 export function checkSignal(signal: unknown, caller: string): void {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
@@ -317,6 +316,7 @@ export function checkSignal(signal: unknown, caller: string): void {
   }
 }
 
+/** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
 export function loadModel(path: string, options: LoadOptions = {}): Model {
   if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`loadModel: options must be an object ({ device, training, verifyChecksums }), got ${typeof options}`);

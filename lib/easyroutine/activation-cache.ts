@@ -3,12 +3,16 @@
  * to tensors and other values, that merges batch after batch and saves as safetensors.
  *
  * Merging ({@link ActivationCache.cat}): both caches must have the same keys; tensors are
- * concatenated on dim 0 when their other dimensions agree, else stacked, else kept as a list; keys
- * with a registered aggregation use it (defaults: `mapping_index` keeps the newest, `token_dict` and
- * `offset` concatenate lists, `last_layernorm` concatenates each statistic). In deferred mode merges
+ * concatenated on dim 0 when their other dimensions agree, else stacked when 0-d; keys with a
+ * registered aggregation use it (defaults: `mapping_index` keeps the newest, which must equal the
+ * one held, `token_dict` and `offset` concatenate lists, `last_layernorm` concatenates each
+ * statistic). In deferred mode merges
  * are queued and done once, which turns n concatenations of growing tensors into one.
  *
- * Differences from easyroutine, on purpose: sizes below 1 KB print in bytes, the grouped memory
+ * Differences from easyroutine, on purpose: tensors whose dimensions beyond the first differ (batches
+ * of different lengths extracted at every position), and mapping indices that differ, are an
+ * {@link InvalidArgumentError} naming the key and both shapes (easyroutine kept a list of the two
+ * tensors and the newest index, which describes only the last batch); sizes below 1 KB print in bytes, the grouped memory
  * tree groups every `<name>_L{l}H{h}` key (easyroutine misses `head_values_L*H*`), and the cache
  * saves to safetensors (readable by Python's `safetensors`) instead of pickle.
  * @module
@@ -33,14 +37,20 @@ function isPlainObject(value: unknown): value is CacheObject {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && !isTensor(value);
 }
 
-/** Concatenates on dim 0 when the other dimensions agree, else stacks equal shapes, else lists. */
-function mergeValues(current: CacheValue, incoming: CacheValue): CacheValue {
+/**
+ * Concatenates on dim 0 when the other dimensions agree, else stacks equal shapes (0-d tensors); a
+ * tensor whose other dimensions differ (batches of different lengths with 'all' positions) is an
+ * error, where easyroutine made a list of the two that no later step expects.
+ */
+function mergeValues(current: CacheValue, incoming: CacheValue, key = ''): CacheValue {
   if (isTensor(current) && isTensor(incoming)) {
     const a = current.shape;
     const b = incoming.shape;
     if (a.length > 0 && a.length === b.length && a.every((d, i) => i === 0 || d === b[i])) return cat([current, incoming], 0);
     if (a.length === b.length && a.every((d, i) => d === b[i])) return stack([current, incoming], 0);
-    return [current, incoming];
+    throw new InvalidArgumentError(
+      `ActivationCache.cat: '${key}' has shape [${a.join(', ')}] here and [${b.join(', ')}] in the new batch, which differ beyond dim 0; extract positions that select as many tokens in every batch (e.g. 'last'), pad the batches to one length (attentionMask), or registerAggregation('${key}', (current, incoming) => …) to merge them your way`,
+    );
   }
   if (Array.isArray(current)) return [...current, ...(Array.isArray(incoming) ? incoming : [incoming])];
   return [current, incoming];
@@ -54,12 +64,22 @@ function concatLists(current: CacheValue, incoming: CacheValue): CacheValue {
 function perStatistic(current: CacheValue, incoming: CacheValue): CacheValue {
   if (!isPlainObject(current) || !isPlainObject(incoming)) return mergeValues(current, incoming);
   const out: CacheObject = {};
-  for (const key of Object.keys(current)) out[key] = key in incoming ? mergeValues(current[key] as CacheValue, incoming[key] as CacheValue) : (current[key] as CacheValue);
+  for (const key of Object.keys(current)) out[key] = key in incoming ? mergeValues(current[key] as CacheValue, incoming[key] as CacheValue, key) : (current[key] as CacheValue);
   return out;
 }
 
+/** Keeps the newest mapping_index, which must equal the one held: rows of both batches use it. */
+function sameMappingIndex(current: CacheValue, incoming: CacheValue): CacheValue {
+  if (JSON.stringify(current) !== JSON.stringify(incoming)) {
+    throw new InvalidArgumentError(
+      `ActivationCache.cat: 'mapping_index' differs between the batches (${JSON.stringify(current)} and ${JSON.stringify(incoming)}): the token positions select a different number of positions in each; use positions that select as many in every batch (e.g. 'last'), or keep the batches as separate caches`,
+    );
+  }
+  return incoming;
+}
+
 const DEFAULT_AGGREGATIONS: [string, Aggregation][] = [
-  ['mapping_index', (_, incoming) => incoming],
+  ['mapping_index', sameMappingIndex],
   ['token_dict', concatLists],
   ['offset', concatLists],
   ['last_layernorm', perStatistic],
@@ -194,6 +214,9 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
    * sets must match (an {@link InvalidArgumentError} lists the differences).
    */
   cat(other: ActivationCache): this {
+    if (!(other instanceof ActivationCache)) {
+      throw new InvalidArgumentError(`ActivationCache.cat: expected an ActivationCache, got ${other === null ? 'null' : Array.isArray(other) ? 'an array' : typeof other}`);
+    }
     if (this.#deferred) {
       this.#deferred.push(other);
       return this;
@@ -232,7 +255,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
         }
       }
       let value = this.get(key) as CacheValue;
-      for (const batch of pending) value = aggregate(value, batch.get(key) as CacheValue);
+      for (const batch of pending) value = aggregate === mergeValues ? mergeValues(value, batch.get(key) as CacheValue, key) : aggregate(value, batch.get(key) as CacheValue);
       this.#values.set(key, value);
     }
   }
@@ -355,6 +378,23 @@ const FROM_SAFETENSORS = Object.fromEntries(Object.entries(SAFETENSORS_DTYPE).ma
 
 type Layout = { tensor: string } | { list: Layout[] } | { object: Record<string, Layout> } | { value: unknown };
 
+/**
+ * Refuses what the safetensors header's JSON would drop or cannot hold (a bigint, a function, a
+ * symbol, a cycle) with an error naming where it is, instead of a TypeError or a value silently
+ * missing after load. `what` names the root (`metadata`, `key 'x'`).
+ */
+function checkJson(value: unknown, what: string, at = '', seen = new Set<unknown>()): void {
+  const where = `${what}${at}`;
+  if (typeof value === 'bigint') throw new InvalidArgumentError(`ActivationCache.save: ${where} is a bigint (${value}n), which the file's JSON cannot hold; store it as a string or a number`);
+  if (typeof value === 'function' || typeof value === 'symbol') throw new InvalidArgumentError(`ActivationCache.save: ${where} is a ${typeof value}, which the file cannot hold`);
+  if (value === null || typeof value !== 'object' || isTensor(value)) return;
+  if (seen.has(value)) throw new InvalidArgumentError(`ActivationCache.save: ${where} refers back to itself, which the file's JSON cannot hold`);
+  seen.add(value);
+  if (Array.isArray(value)) value.forEach((item, i) => checkJson(item, what, `${at}[${i}]`, seen));
+  else for (const [k, item] of Object.entries(value)) checkJson(item, what, `${at}.${k}`, seen);
+  seen.delete(value);
+}
+
 function encodeSafetensors(cache: ActivationCache): Buffer {
   const tensors: [string, Tensor][] = [];
   const describe = (value: CacheValue, name: string): Layout => {
@@ -367,7 +407,11 @@ function encodeSafetensors(cache: ActivationCache): Buffer {
     return { value };
   };
   const layout: Record<string, Layout> = {};
-  for (const [key, value] of cache) layout[key] = describe(value, key);
+  for (const [key, value] of cache) {
+    checkJson(value, `key '${key}'`);
+    layout[key] = describe(value, key);
+  }
+  checkJson(cache.metadata, 'metadata');
   const info = Object.fromEntries(cache.keys().filter((k) => cache.info(k) !== undefined).map((k) => [k, cache.info(k)]));
 
   const header: Record<string, unknown> = {};
