@@ -143,6 +143,26 @@ export class HookedModel {
     return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer, { useManifest: options.useManifest });
   }
 
+  /**
+   * Releases the model and everything this HookedModel keeps for it (extraction plans and their
+   * kernels, the output projections' handles); later calls throw {@link DisposedError}.
+   */
+  dispose(): void {
+    this.#kernels.clear();
+    this.#projections.dispose();
+    this.model.dispose();
+  }
+
+  /** Whether {@link HookedModel.dispose} (or the model's own dispose) was called. */
+  get disposed(): boolean {
+    return this.model.disposed;
+  }
+
+  /** Same as {@link HookedModel.dispose}, for `using` declarations. */
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   /** Each token id as text (needs a tokenizer). */
   toStringTokens(ids: readonly number[]): string[] {
     if (!this.tokenizer) throw new InvalidArgumentError('HookedModel.toStringTokens: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer');

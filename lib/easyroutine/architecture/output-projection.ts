@@ -35,10 +35,22 @@ export class OutputProjections {
       if (!path) throw new InvalidArgumentError(`HookedModel: no output projection (W_O) found for layer ${layer}; pass outputProjection in the architecture overrides`);
       const parameters = this.#model.parameters();
       const weight = parameters.get(`${path}.weight`);
+      const bias = parameters.get(`${path}.bias`);
+      // the handles of every other parameter go now, not at some later GC
+      for (const parameter of parameters.values()) if (parameter !== weight && parameter !== bias) parameter.dispose();
       if (!weight) throw new InvalidArgumentError(`HookedModel: '${path}' has no weight to use as W_O`);
-      found = { weight, bias: parameters.get(`${path}.bias`), layout: this.#mapping.layers[layer]!.outputProjectionLayout ?? 'out_in' };
+      found = { weight, bias, layout: this.#mapping.layers[layer]!.outputProjectionLayout ?? 'out_in' };
       this.#found.set(layer, found);
     }
     return found;
+  }
+
+  /** Releases the handles of the projections looked up (the model's memory stays the model's). */
+  dispose(): void {
+    for (const { weight, bias } of this.#found.values()) {
+      weight.dispose();
+      bias?.dispose();
+    }
+    this.#found.clear();
   }
 }

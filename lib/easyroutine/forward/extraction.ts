@@ -7,7 +7,7 @@
  * @module
  */
 import { InvalidArgumentError } from '../../core/errors';
-import { nativeHook, type Hook, type NativeHook } from '../../core/hooks';
+import { NativeHook, nativeHook, type Hook } from '../../core/hooks';
 import type { ActivationCache, CacheValue } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
 import type { OutputProjections } from '../architecture/output-projection';
@@ -49,6 +49,15 @@ export class ExtractionKernels {
   constructor(architecture: ArchitectureMapping, projections: OutputProjections) {
     this.#architecture = architecture;
     this.#projections = projections;
+  }
+
+  /** Forgets every plan, releasing what their kernels hold. */
+  clear(): void {
+    for (const extraction of this.#extractions.values()) {
+      extraction.leaf?.reset();
+      for (const [, hook] of extraction.hooks) if (hook instanceof NativeHook) hook.reset();
+    }
+    this.#extractions.clear();
   }
 
   /** The kernels for `config` at `target` (`key` names the pair), marked busy until {@link release}. */
