@@ -126,7 +126,7 @@ describe('tensor creation', () => {
     expectThrows(() => tensor(new Float32Array(5), [2, 3]), ShapeError, /\[2, 3\] holds 6 elements but the Float32Array has 5/);
     expectThrows(() => fromTypedArray(new Float32Array(5), [2, 3]), ShapeError, /holds 6 elements/);
     expectThrows(() => tensor(new Float32Array(4), [2, -2]), ShapeError, /shape\[1\] = -2 is out of range/);
-    expectThrows(() => tensor(new Float32Array(4), [2, 1.5]), ShapeError, /shape\[1\] is not an integer/);
+    expectThrows(() => tensor(new Float32Array(4), [2, 1.5]), ShapeError, /shape\[1\] is 1\.5; a shape holds non-negative integers/);
     expectThrows(() => tensor([[1, 2], [3]]), ShapeError, /ragged/);
   });
 

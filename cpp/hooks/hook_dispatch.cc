@@ -172,7 +172,12 @@ at::Tensor ForwardHooks::CallClosure(Napi::Env env, Binding& binding, const at::
     Fail(ErrorKind::InvalidArgument, "hook on '" + binding.point + "' returned a " + std::string(result.IsPromise() ? "Promise" : "non-tensor value") +
                                          "; a hook returns a Tensor to replace the value, or nothing (hooks are synchronous)");
   }
-  return TensorHandle::From(env, result, "hook result");
+  try {
+    return TensorHandle::From(env, result, "hook result");
+  } catch (const TypedError& e) {
+    // a disposed or expired handle: its own kind, not a failure of the forward's graph
+    Fail(e.kind(), "hook on '" + binding.point + "' returned a tensor it cannot use: " + e.what());
+  }
 }
 
 at::Tensor ForwardHooks::CallClosureRemotely(size_t binding, const at::Tensor& value) {

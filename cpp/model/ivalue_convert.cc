@@ -21,6 +21,8 @@ std::string JsTypeName(Napi::Env env, const Napi::Value& value) {
     case napi_string: return "a string";
     case napi_boolean: return "a boolean";
     case napi_bigint: return "a bigint";
+    case napi_function: return "a function";
+    case napi_symbol: return "a symbol";
     default: return "an object";
   }
 }

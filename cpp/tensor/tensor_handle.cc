@@ -30,7 +30,10 @@ std::vector<int64_t> ParseShape(const Napi::Value& value, bool allowInfer) {
   bool inferred = false;
   for (uint32_t i = 0; i < array.Length(); ++i) {
     Napi::Value dim = array.Get(i);
-    if (!IsInteger(dim)) throw TypedError(ErrorKind::Shape, "shape[" + std::to_string(i) + "] is not an integer");
+    if (!IsInteger(dim)) {
+      std::string shown = dim.IsNumber() ? dim.ToString().Utf8Value() : "not a number";
+      throw TypedError(ErrorKind::Shape, "shape[" + std::to_string(i) + "] is " + shown + "; a shape holds non-negative integers");
+    }
     double d = dim.As<Napi::Number>().DoubleValue();
     if (d == -1 && allowInfer && !inferred) {
       inferred = true;

@@ -94,3 +94,15 @@ export const errorClasses = {
   TorchError,
   AbortError,
 };
+
+/** @internal How a wrong value is named in messages: "null", "an array", "a function", "a string 'x'", "a number 1.5". */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'string') return `a string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return `a ${typeof value} ${String(value)}`;
+  if (typeof value === 'symbol') return 'a symbol';
+  return `an object (${(value as object).constructor?.name ?? 'no prototype'})`;
+}

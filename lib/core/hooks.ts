@@ -9,7 +9,7 @@
  * @module
  */
 import { native, type NativeKernel, type NativeTensor } from './binding';
-import { InvalidArgumentError } from './errors';
+import { InvalidArgumentError, describeValue } from './errors';
 import { Tensor } from './tensor';
 
 /** What a hook point is. */
@@ -111,6 +111,9 @@ function wrapTensors(value: unknown): unknown {
  * {@link nativeHookKernels} lists all registered kernels.
  */
 export function nativeHook(kernel: string, options: Record<string, unknown> = {}): NativeHook {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError(`nativeHook('${String(kernel)}'): options must be an object, got ${describeValue(options)}`);
+  }
   return new NativeHook(native.createKernel(kernel, options));
 }
 

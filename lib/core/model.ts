@@ -121,6 +121,7 @@ export class Model implements Disposable {
 
   /** @internal */
   constructor(handle: NativeModel, path: string) {
+    if (!(handle instanceof native.NativeModel)) throw new InvalidArgumentError('Model cannot be constructed from JS; use loadModel(path)');
     this.#handle = handle;
     this.path = path;
     registry.register(this, handle, this);
@@ -200,6 +201,8 @@ export class Model implements Disposable {
 
   /** Removes every persistent hook, or those on one point. */
   clearHooks(point?: string): void {
+    // a misspelt name would otherwise clear nothing, silently
+    if (point !== undefined && !this.#pointMap().has(point)) this.#handle.validateHookPoints([point]);
     this.#hooks = point === undefined ? [] : this.#hooks.filter((h) => h.point !== point);
   }
 
@@ -218,6 +221,10 @@ export class Model implements Disposable {
   }
 
   #nativeOptions(options: ForwardOptions): { grad: boolean; output?: false; hooks?: NativeHookSpec[]; taps?: string[] } {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new InvalidArgumentError(`forward: options must be an object ({ hooks, grad, output, taps }), got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
+    }
+    if (options.grad !== undefined && typeof options.grad !== 'boolean') throw new InvalidArgumentError(`forward: options.grad must be a boolean, got ${typeof options.grad}`);
     const grad = options.grad ?? false;
     if (options.output !== undefined && typeof options.output !== 'boolean') throw new InvalidArgumentError('forward: options.output must be a boolean');
     const output = options.output === false ? ({ output: false } as const) : {};

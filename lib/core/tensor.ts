@@ -4,7 +4,7 @@
  * @module
  */
 import { native, type NativeIndexItem, type NativeTensor, type NativeTensorPack, type TensorData } from './binding';
-import { DTypeError, DisposedError, InvalidArgumentError, ShapeError } from './errors';
+import { DTypeError, DisposedError, InvalidArgumentError, ShapeError, describeValue } from './errors';
 
 export type { TensorData };
 
@@ -465,5 +465,7 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
  * must come from a forward run with `{ grad: true }`.
  */
 export function grad(output: Tensor, inputs: readonly Tensor[]): (Tensor | null)[] {
+  if (!(output instanceof Tensor)) throw new InvalidArgumentError(`grad: output must be a Tensor, got ${describeValue(output)}`);
+  if (!Array.isArray(inputs) || !inputs.every((t) => t instanceof Tensor)) throw new InvalidArgumentError('grad: inputs must be an array of Tensors');
   return native.grad(output.native, inputs.map((t) => t.native)).map((g) => (g ? new Tensor(g) : null));
 }

@@ -18,7 +18,7 @@
  * @module
  */
 import * as fs from 'node:fs';
-import { InvalidArgumentError } from '../core/errors';
+import { InvalidArgumentError, describeValue } from '../core/errors';
 import { Tensor, cat, fromTypedArray, stack, type DType, type Device } from '../core/tensor';
 
 /** A value held by the cache. */
@@ -196,6 +196,8 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Merges keys starting with `prefix` with `fn` from now on (the longest matching prefix wins). */
   registerAggregation(prefix: string, fn: Aggregation): void {
+    if (typeof prefix !== 'string') throw new InvalidArgumentError(`ActivationCache.registerAggregation: prefix must be a string, got ${describeValue(prefix)}`);
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`ActivationCache.registerAggregation: fn must be a function (current, incoming) => merged, got ${describeValue(fn)}`);
     this.#aggregations.set(prefix, fn);
   }
 

@@ -9,7 +9,7 @@
  * forward, `results()` holds what an extraction hook collected.
  * @module
  */
-import { InvalidArgumentError } from '../core/errors';
+import { InvalidArgumentError, describeValue } from '../core/errors';
 import { nativeHook, type NativeHook } from '../core/hooks';
 import type { Tensor } from '../core/tensor';
 
@@ -123,6 +123,7 @@ export function interventionAttnMat(
 
 /** intervention_heads_hook: zero whole heads of the pattern. */
 export function interventionHeads(options: { heads: number[] }): NativeHook[] {
+  if (!Array.isArray(options?.heads)) throw new InvalidArgumentError(`builtins.interventionHeads: options.heads must be an array of head indices, got ${describeValue(options?.heads)}`);
   return options.heads.map((head) => nativeHook('edit_pattern', { head, factor: 0 }));
 }
 

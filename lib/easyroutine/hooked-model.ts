@@ -8,7 +8,7 @@
  * `./interventions` the edits.
  * @module
  */
-import { InvalidArgumentError } from '../core/errors';
+import { InvalidArgumentError, describeValue } from '../core/errors';
 import type { Hook, HookMap } from '../core/hooks';
 import { checkSignal, loadModel, type LoadOptions, type Model } from '../core/model';
 import { Tensor, tensor } from '../core/tensor';
@@ -90,6 +90,13 @@ interface Plan {
   release(): void;
 }
 
+/** An InvalidArgumentError unless `tokenizer` is undefined or has `decode(ids) -> string`. */
+function checkTokenizer(tokenizer: unknown): void {
+  if (tokenizer !== undefined && (tokenizer === null || typeof (tokenizer as Tokenizer).decode !== 'function')) {
+    throw new InvalidArgumentError(`HookedModel: tokenizer must have decode(ids: number[]) => string (e.g. a tokenizers.js Tokenizer), got ${describeValue(tokenizer)}`);
+  }
+}
+
 /**
  * The ids as a tensor, and the attention mask: the one given, or, for rows of unequal lengths, one
  * built from the left padding this adds (pad id 0; causal LMs continue the right end, so that is
@@ -128,6 +135,7 @@ export class HookedModel {
    * detected from the graph ({@link detectArchitecture}).
    */
   constructor(model: Model, overrides: ArchitectureOverrides = {}, tokenizer?: Tokenizer, options: { useManifest?: boolean } = {}) {
+    checkTokenizer(tokenizer);
     this.model = model;
     const manifest = options.useManifest === false ? undefined : readManifest(model);
     // a file with the exporter's manifest needs no heuristics
@@ -140,6 +148,7 @@ export class HookedModel {
 
   /** Loads a TorchScript file and maps its architecture (see the constructor). */
   static load(path: string, options: LoadOptions & { architecture?: ArchitectureOverrides; tokenizer?: Tokenizer; useManifest?: boolean } = {}): HookedModel {
+    checkTokenizer(options?.tokenizer);
     return new HookedModel(loadModel(path, options), options.architecture, options.tokenizer, { useManifest: options.useManifest });
   }
 
@@ -225,6 +234,11 @@ export class HookedModel {
    */
   async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
     checkSignal(options.signal, 'HookedModel.extractCache');
+    const iterable = batches !== null && typeof batches === 'object' && (Symbol.iterator in batches || Symbol.asyncIterator in batches);
+    if (!iterable) throw new InvalidArgumentError(`HookedModel.extractCache: batches must be an iterable or async iterable of batches (an array, a generator), got ${describeValue(batches)}`);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+      throw new InvalidArgumentError(`HookedModel.extractCache: onProgress must be a function (done, total) => void, got ${describeValue(options.onProgress)}`);
+    }
     // an array says how many batches there are
     const total = options.total ?? (Array.isArray(batches) ? batches.length : undefined);
     const merged = new ActivationCache();
@@ -273,6 +287,9 @@ export class HookedModel {
     // Order at a point: registered interventions, then per-call interventions on attention patterns
     // and scores (so pattern extraction sees the edit), then extraction, then per-call interventions
     // elsewhere (extraction sees the value before the edit), then your own hooks.
+    if (options.interventions !== undefined && !Array.isArray(options.interventions)) {
+      throw new InvalidArgumentError(`HookedModel.forward: interventions must be an array of interventions, got ${describeValue(options.interventions)}`);
+    }
     const edits = (list: Intervention[]) => list.flatMap((iv) => interventionHooks(this.architecture, iv, spans, options));
     const registered = edits(this.#interventions);
     const perCall = edits(options.interventions ?? []);
@@ -317,6 +334,7 @@ export class HookedModel {
 
   /** Adds interventions that apply to every later forward (before per-call ones). */
   registerInterventions(interventions: Intervention[]): void {
+    if (!Array.isArray(interventions)) throw new InvalidArgumentError(`HookedModel.registerInterventions: expected an array of interventions, got ${describeValue(interventions)}`);
     for (const intervention of interventions) interventionHooks(this.architecture, intervention, [], {}, true);
     this.#interventions.push(...interventions);
   }

@@ -18,7 +18,7 @@
  * and positions are resolved per row with left or right padding taken from the attention mask.
  * @module
  */
-import { TokenPositionError } from '../core/errors';
+import { InvalidArgumentError, TokenPositionError, describeValue } from '../core/errors';
 
 /** One token position spec (see the module documentation for the grammar). */
 export type TokenPosition = number | readonly [number, number] | string;
@@ -132,6 +132,11 @@ function segment(k: number, length: number, pivots: readonly number[] | undefine
  * points outside the row's real tokens.
  */
 export function resolveTokenPositions(specs: readonly TokenPosition[], span: SequenceSpan, options: ResolveOptions = {}): number[][] {
+  if (!Array.isArray(specs as unknown)) throw new InvalidArgumentError(`resolveTokenPositions: specs must be an array of token positions, e.g. ['last'], got ${describeValue(specs)}`);
+  const isCount = (n: unknown) => Number.isInteger(n) && (n as number) >= 0;
+  if (span === null || typeof span !== 'object' || !isCount(span.offset) || !isCount(span.length)) {
+    throw new InvalidArgumentError(`resolveTokenPositions: span must be { offset, length } of non-negative integers, got ${JSON.stringify(span)}`);
+  }
   const { length, offset } = span;
   const outside = (spec: TokenPosition, detail: string) =>
     new TokenPositionError(`token position ${JSON.stringify(spec)} is outside a sequence of ${length} tokens${detail}`);
@@ -182,18 +187,22 @@ export function resolveTokenPositions(specs: readonly TokenPosition[], span: Seq
  * padding). Rows must be contiguous runs of ones.
  */
 export function spansFromAttentionMask(mask: ArrayLike<number | bigint>, batch: number, seq: number): SequenceSpan[] {
+  if (mask.length !== batch * seq) throw new InvalidArgumentError(`attention mask has ${mask.length} entries; expected ${batch} x ${seq} = ${batch * seq}`);
   const spans: SequenceSpan[] = [];
   for (let b = 0; b < batch; b++) {
     let first = -1;
     let last = -1;
     for (let t = 0; t < seq; t++) {
-      if (Number(mask[b * seq + t]) !== 0) {
+      const value = Number(mask[b * seq + t]);
+      if (value !== 0 && value !== 1) throw new InvalidArgumentError(`attention mask row ${b} holds ${value} at position ${t}; a mask holds 0 (padding) or 1 (a real token)`);
+      if (value !== 0) {
         if (first < 0) first = t;
         else if (last !== t - 1) throw new TokenPositionError(`attention mask row ${b} has a gap at position ${last + 1}; expected one run of real tokens`);
         last = t;
       }
     }
-    spans.push(first < 0 ? { offset: 0, length: 0 } : { offset: first, length: last - first + 1 });
+    if (first < 0) throw new TokenPositionError(`attention mask row ${b} has no real token (all ${seq} entries are 0)`);
+    spans.push({ offset: first, length: last - first + 1 });
   }
   return spans;
 }

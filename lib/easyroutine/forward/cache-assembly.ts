@@ -3,6 +3,7 @@
  * gradient of keepGradient, `input_ids`, `mapping_index`, `token_dict` and the metadata.
  * @module
  */
+import { InvalidArgumentError } from '../../core/errors';
 import { grad, tensor, type Tensor } from '../../core/tensor';
 import { ActivationCache } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
@@ -35,7 +36,11 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   if (leaf) {
     const embeddings = leaf.results() as Tensor;
     const last = output!.index(0, -1);
+    const vocabulary = last.shape.at(-1) ?? 0;
     const vocabularyIndex = record.vocabularyIndex ?? argmax(last.toFloat32Array());
+    if (!Number.isInteger(vocabularyIndex) || vocabularyIndex < 0 || vocabularyIndex >= vocabulary) {
+      throw new InvalidArgumentError(`HookedModel.forward: vocabularyIndex ${vocabularyIndex} is not a token of the vocabulary (0 to ${vocabulary - 1})`);
+    }
     const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
     cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
     cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
