@@ -159,7 +159,9 @@ describe('process and environment lifecycle', () => {
     const active = idleCpu('ACTIVE');
     expect(active.policy).toBe('ACTIVE');
     expect(active.env).toBe('ACTIVE');
-    expect(active.idleMs).toBeGreaterThan(200);
+    // a spinning worker takes most of a core for the 400 ms (less when the machine is busy: 199 ms
+    // was seen with both cores loaded); a sleeping one next to nothing
+    expect(active.idleMs).toBeGreaterThan(Math.max(120, 3 * passive.idleMs));
   });
 
   it('exits promptly when a JS hook of an async forward calls process.exit()', () => {
