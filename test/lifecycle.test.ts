@@ -144,17 +144,19 @@ describe('process and environment lifecycle', () => {
           const start = process.cpuUsage();
           setTimeout(() => {
             const used = process.cpuUsage(start);
-            console.log(JSON.stringify({ idleMs: (used.user + used.system) / 1000, policy: er.runtimeInfo().ompWaitPolicy, env: process.env.OMP_WAIT_POLICY ?? null }));
+            console.log(JSON.stringify({ idleMs: (used.user + used.system) / 1000, policy: er.runtimeInfo().ompWaitPolicy, env: process.env.OMP_WAIT_POLICY ?? null, ucx: [process.env.UCX_VFS_ENABLE ?? null, process.env.UCX_ERROR_SIGNALS ?? null] }));
           }, 400);`,
         ],
         { cwd: root, encoding: 'utf8', env, timeout: 30_000 },
       );
       expect(result.status, result.stderr).toBe(0);
-      return JSON.parse(result.stdout) as { idleMs: number; policy: string | null; env: string | null };
+      return JSON.parse(result.stdout) as { idleMs: number; policy: string | null; env: string | null; ucx: (string | null)[] };
     };
     const passive = idleCpu(undefined);
     expect(passive.policy).toBe('PASSIVE');
     expect(passive.env).toBeNull();
+    // the settings for UCX's load are gone again too
+    expect(passive.ucx).toEqual([null, null]);
     expect(passive.idleMs).toBeLessThan(100);
     const active = idleCpu('ACTIVE');
     expect(active.policy).toBe('ACTIVE');
