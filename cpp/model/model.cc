@@ -577,7 +577,8 @@ Napi::Value ModelHandle::Dispose(const Napi::CallbackInfo& info) {
     // A model's blocks are freed among smaller ones that live on (JS handles freed by GC in a later
     // tick): glibc keeps such free pages in the middle of its heap, so each load-use-dispose round
     // grew the process by tens of kilobytes. Handing free pages back here keeps rounds flat; it
-    // walks the heap's free chunks once, under a millisecond for the heaps seen.
+    // walks the heap's free chunks once: a whole dispose took 0.7 ms (median; 2 ms at most) in a
+    // 470 MB process.
     malloc_trim(0);
 #endif
   }
