@@ -202,7 +202,7 @@ export class Model implements Disposable {
   /** Removes every persistent hook, or those on one point. */
   clearHooks(point?: string): void {
     // a misspelt name would otherwise clear nothing, silently
-    if (point !== undefined && !this.#pointMap().has(point)) this.#handle.validateHookPoints([point]);
+    if (point !== undefined && !this.#hooks.some((h) => h.point === point) && !this.#pointMap().has(point)) this.#handle.validateHookPoints([point]);
     this.#hooks = point === undefined ? [] : this.#hooks.filter((h) => h.point !== point);
   }
 
