@@ -60,7 +60,16 @@ export {
 export type { Intervention, InterventionType } from './easyroutine/interventions';
 export { detectArchitecture } from './easyroutine/architecture/detect';
 export { describeArchitecture, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './easyroutine/architecture/mapping';
-export { extractionConfig, EXTRACTION_CONFIG_FIELDS, type ExtractionConfig, type LayerHead, type PatternReduction } from './easyroutine/extraction-config';
+export {
+  extractionConfig,
+  EXTRACTION_CONFIG_FIELDS,
+  type ExtractionConfig,
+  type ExtractionConfigInput,
+  type PythonExtractionConfig,
+  type ResolvedExtractionConfig,
+  type LayerHead,
+  type PatternReduction,
+} from './easyroutine/extraction-config';
 export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './easyroutine/activation-cache';
 export {
   resolveTokenPositions,

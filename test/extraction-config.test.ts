@@ -1,8 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidArgumentError, TokenPositionError, EXTRACTION_CONFIG_FIELDS, extractionConfig } from '../lib/index';
+import { InvalidArgumentError, TokenPositionError, EXTRACTION_CONFIG_FIELDS, extractionConfig, type ExtractionConfig, type HookedForwardOptions, type PythonExtractionConfig } from '../lib/index';
 import { expectThrows } from './helpers';
 
 describe('ExtractionConfig', () => {
+  it('types: a config is any subset of the fields, camelCase or Python names; a misspelt field in forward options does not compile', () => {
+    // tsc checks this file (npm test's typecheck): an unused @ts-expect-error would fail it
+    const config: ExtractionConfig = { extractResidOut: true };
+    const python: PythonExtractionConfig = { extract_resid_out: true, attn_heads: [{ layer: 0, head: 1 }], attn_pattern_avg: 'mean' };
+    expect(extractionConfig(config).extractResidOut).toBe(true);
+    expect(extractionConfig(python)).toMatchObject({ extractResidOut: true, attnHeads: [{ layer: 0, head: 1 }], attnPatternAvg: 'mean' });
+    const options: HookedForwardOptions = {
+      // @ts-expect-error: no such field
+      extractionConfig: { extractResidOutt: true },
+    };
+    expectThrows(() => extractionConfig(options.extractionConfig), InvalidArgumentError, /unknown field 'extractResidOutt'/);
+    // @ts-expect-error: a value the field does not take
+    const wrong: PythonExtractionConfig = { attn_pattern_avg: 'max' };
+    expect(wrong).toBeDefined();
+  });
+
   it('has all 29 fields with easyroutine defaults', () => {
     expect(EXTRACTION_CONFIG_FIELDS).toHaveLength(29);
     const config = extractionConfig();
@@ -16,8 +32,10 @@ describe('ExtractionConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
-  it('rejects unknown fields and bad values, naming what is accepted', () => {
+  it('rejects unknown fields and bad values, naming what is accepted (and neither compiles)', () => {
+    // @ts-expect-error: a misspelt field is a compile error
     expectThrows(() => extractionConfig({ extractResidOutt: true }), InvalidArgumentError, /unknown field 'extractResidOutt'; did you mean 'extractResidOut'/);
+    // @ts-expect-error: so is a value of the wrong type, under the Python name too
     expectThrows(() => extractionConfig({ extract_resid_in: 1 }), InvalidArgumentError, /extractResidIn must be a boolean, got 1/);
     expectThrows(() => extractionConfig({ attnPatternAvg: 'max' as never }), InvalidArgumentError, /one of 'none', 'mean', 'sum', 'baseline_ratio'/);
     expectThrows(() => extractionConfig({ attnHeads: [{ layer: -1, head: 0 }] }), InvalidArgumentError, /attnHeads must be 'all' or an array/);

@@ -7,7 +7,7 @@
 import { InvalidArgumentError } from '../core/errors';
 import { validateTokenPosition, type TokenPosition } from './token-positions';
 
-/** A head of a layer, for {@link ExtractionConfig.attnHeads}. */
+/** A head of a layer, for {@link ResolvedExtractionConfig.attnHeads}. */
 export interface LayerHead {
   layer: number;
   head: number;
@@ -16,8 +16,12 @@ export interface LayerHead {
 /** How attention pattern blocks are reduced (see easyroutine's attention_pattern_head). */
 export type PatternReduction = 'none' | 'mean' | 'sum' | 'baseline_ratio';
 
-/** What an extraction saves. Every flag defaults to false unless noted. */
-export interface ExtractionConfig {
+/**
+ * Every field of a config, as {@link extractionConfig} returns it: what an extraction saves. Every
+ * flag defaults to false unless noted. Write configs as {@link ExtractionConfig} (the same fields,
+ * each optional) or {@link PythonExtractionConfig}.
+ */
+export interface ResolvedExtractionConfig {
   /** `embeddings`: the input of block 0. */
   extractEmbed: boolean;
   /** `resid_in_{i}`: the residual stream entering block i. */
@@ -78,15 +82,36 @@ export interface ExtractionConfig {
   keepGradient: boolean;
 }
 
+/**
+ * A config as you write it: any of {@link ResolvedExtractionConfig}'s fields, camelCase. A field that
+ * does not exist (`extractResidOutt`) does not compile.
+ * ```ts
+ * const config: ExtractionConfig = { extractResidOut: true, extractAttnPattern: true };
+ * ```
+ */
+export type ExtractionConfig = Partial<ResolvedExtractionConfig>;
+
+/** `extractResidOut` -> `extract_resid_out`: the Python name of a field. */
+type SnakeCase<S extends string> = S extends `${infer Head}${infer Tail}` ? `${Head extends Lowercase<Head> ? Head : `_${Lowercase<Head>}`}${SnakeCase<Tail>}` : S;
+
+/**
+ * A config under easyroutine's Python names (`extract_resid_out`, `attn_heads`, ...), as copied
+ * from Python code: the same fields and values as {@link ExtractionConfig}.
+ */
+export type PythonExtractionConfig = { [Field in keyof ResolvedExtractionConfig as SnakeCase<Field>]?: ResolvedExtractionConfig[Field] };
+
+/** What {@link extractionConfig} and the `extractionConfig` options take. */
+export type ExtractionConfigInput = ExtractionConfig | PythonExtractionConfig;
+
 const FLAGS = [
   'extractEmbed', 'extractResidIn', 'extractResidMid', 'extractResidOut', 'extractResidInPostLayernorm', 'extractAttnPattern',
   'extractAvgAttnPattern', 'extractHeadValuesProjected', 'extractHeadKeysProjected', 'extractHeadQueriesProjected', 'extractHeadKeys',
   'extractHeadValues', 'extractHeadQueries', 'extractValues', 'extractKeys', 'extractQueries', 'extractHeadOut', 'extractAttnOut',
   'extractAttnIn', 'extractMlpOut', 'extractLastLayernorm', 'saveInputIds', 'avg', 'avgOverExample', 'saveLogits', 'keepGradient',
-] as const satisfies readonly (keyof ExtractionConfig)[];
+] as const satisfies readonly (keyof ResolvedExtractionConfig)[];
 
 /** Every field name, camelCase. */
-export const EXTRACTION_CONFIG_FIELDS: readonly (keyof ExtractionConfig)[] = [...FLAGS, 'attnHeads', 'attnPatternAvg', 'attnPatternRowPositions'];
+export const EXTRACTION_CONFIG_FIELDS: readonly (keyof ResolvedExtractionConfig)[] = [...FLAGS, 'attnHeads', 'attnPatternAvg', 'attnPatternRowPositions'];
 
 const REDUCTIONS: readonly PatternReduction[] = ['none', 'mean', 'sum', 'baseline_ratio'];
 
@@ -116,22 +141,22 @@ function closest(name: string): string {
  * {@link InvalidArgumentError} for unknown fields (suggesting the closest) and bad values. The result
  * is frozen; passing it (or any frozen object) again costs nothing, which matters in tight loops.
  */
-export function extractionConfig(fields: Partial<ExtractionConfig> | Record<string, unknown> = {}): Readonly<ExtractionConfig> {
+export function extractionConfig(fields: ExtractionConfigInput = {}): Readonly<ResolvedExtractionConfig> {
   if (fields === null || typeof fields !== 'object' || Array.isArray(fields)) throw new InvalidArgumentError('ExtractionConfig: expected an object of fields');
   // An extraction loop passes the same object every time: validate it once (a frozen result is final;
   // an unfrozen input may change, so it is validated again).
   const known = validated.get(fields);
   if (known && Object.isFrozen(fields)) return known;
-  const config: ExtractionConfig = {
+  const config: ResolvedExtractionConfig = {
     ...(Object.fromEntries(FLAGS.map((f) => [f, false])) as Record<(typeof FLAGS)[number], boolean>),
     saveLogits: true,
     attnHeads: 'all',
     attnPatternAvg: 'none',
     attnPatternRowPositions: null,
   };
-  for (const [rawName, value] of Object.entries(fields)) {
+  for (const [rawName, value] of Object.entries(fields as Record<string, unknown>)) {
     if (value === undefined) continue;
-    const name = camel(rawName) as keyof ExtractionConfig;
+    const name = camel(rawName) as keyof ResolvedExtractionConfig;
     if (!EXTRACTION_CONFIG_FIELDS.includes(name)) {
       throw new InvalidArgumentError(`ExtractionConfig: unknown field '${rawName}'; did you mean '${closest(name)}'?`);
     }
@@ -161,14 +186,14 @@ export function extractionConfig(fields: Partial<ExtractionConfig> | Record<stri
   return result;
 }
 
-const validated = new WeakMap<object, Readonly<ExtractionConfig>>();
+const validated = new WeakMap<object, Readonly<ResolvedExtractionConfig>>();
 
 /** Whether `attnHeads` selects head `head` of layer `layer`. */
-export function headSelected(config: Readonly<ExtractionConfig>, layer: number, head: number): boolean {
+export function headSelected(config: Readonly<ResolvedExtractionConfig>, layer: number, head: number): boolean {
   return config.attnHeads === 'all' || config.attnHeads.some((h) => h.layer === layer && h.head === head);
 }
 
 /** The heads of `layer` that `attnHeads` selects, in order. */
-export function selectedHeads(config: Readonly<ExtractionConfig>, layer: number, nHeads: number): number[] {
+export function selectedHeads(config: Readonly<ResolvedExtractionConfig>, layer: number, nHeads: number): number[] {
   return Array.from({ length: nHeads }, (_, h) => h).filter((h) => headSelected(config, layer, h));
 }

@@ -17,7 +17,7 @@ import { detectArchitecture } from './architecture/detect';
 import { mappingFromManifest, readManifest } from './architecture/manifest';
 import { applyOverrides, type ArchitectureMapping, type ArchitectureOverrides } from './architecture/mapping';
 import { OutputProjections } from './architecture/output-projection';
-import { extractionConfig, type ExtractionConfig } from './extraction-config';
+import { extractionConfig, type ExtractionConfigInput } from './extraction-config';
 import { assembleCache } from './forward/cache-assembly';
 import { fullMask, takesAttentionMask } from './forward/inputs';
 import { ExtractionKernels } from './forward/extraction';
@@ -49,7 +49,7 @@ export interface HookedForwardOptions {
   /** Cut points of the `inputs-partition-K` specs. */
   pivotPositions?: number[];
   /** What to extract (default: logits only). */
-  extractionConfig?: Partial<ExtractionConfig> | Record<string, unknown>;
+  extractionConfig?: ExtractionConfigInput;
   /** `[batch, seq]` of 0/1: which tokens are real (left or right padding); default all. */
   attentionMask?: Tensor | number[][];
   /** Seed of the random position specs (default 0). */

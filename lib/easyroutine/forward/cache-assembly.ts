@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../../core/errors';
 import { grad, tensor, type Tensor } from '../../core/tensor';
 import { ActivationCache } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
-import type { ExtractionConfig } from '../extraction-config';
+import type { ResolvedExtractionConfig } from '../extraction-config';
 import type { TokenPosition } from '../token-positions';
 import type { Extraction } from './extraction';
 import { PackedResults } from './packed-results';
@@ -18,7 +18,7 @@ export interface ForwardRecord {
   /** Decodes token ids for `token_dict`, when the model has a tokenizer. */
   decode: ((ids: number[]) => string) | undefined;
   ids: Tensor;
-  config: Readonly<ExtractionConfig>;
+  config: Readonly<ResolvedExtractionConfig>;
   specs: TokenPosition[];
   perRow: number[][][];
   groupSizes: number[];

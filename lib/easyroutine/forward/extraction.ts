@@ -11,7 +11,7 @@ import { NativeHook, nativeHook, type Hook } from '../../core/hooks';
 import type { ActivationCache, CacheValue } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
 import type { OutputProjections } from '../architecture/output-projection';
-import { headSelected, selectedHeads, type ExtractionConfig } from '../extraction-config';
+import { headSelected, selectedHeads, type ResolvedExtractionConfig } from '../extraction-config';
 import { remember, touch } from './lru';
 import type { PackedResults } from './packed-results';
 import type { Target } from './positions';
@@ -61,7 +61,7 @@ export class ExtractionKernels {
   }
 
   /** The kernels for `config` at `target` (`key` names the pair), marked busy until {@link release}. */
-  acquire(key: string, config: Readonly<ExtractionConfig>, target: Target): Extraction {
+  acquire(key: string, config: Readonly<ResolvedExtractionConfig>, target: Target): Extraction {
     const cached = this.#extractions.get(key);
     if (cached && !cached.busy) {
       touch(this.#extractions, key, cached);
@@ -75,7 +75,7 @@ export class ExtractionKernels {
   }
 
   /** An InvalidArgumentError for an attnHeads entry this model does not have (it would extract nothing). */
-  #checkHeads(config: Readonly<ExtractionConfig>): void {
+  #checkHeads(config: Readonly<ResolvedExtractionConfig>): void {
     if (config.attnHeads === 'all') return;
     const arch = this.#architecture;
     for (const { layer, head } of config.attnHeads) {
@@ -91,7 +91,7 @@ export class ExtractionKernels {
     extraction.busy = false;
   }
 
-  #build(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets, rows, inputLength }: Target): Extraction {
+  #build(config: Readonly<ResolvedExtractionConfig>, { positions, groupSizes, offsets, rows, inputLength }: Target): Extraction {
     this.#checkHeads(config);
     const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];

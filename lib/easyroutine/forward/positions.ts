@@ -6,7 +6,7 @@
  * @module
  */
 import { InvalidArgumentError } from '../../core/errors';
-import type { ExtractionConfig } from '../extraction-config';
+import type { ResolvedExtractionConfig } from '../extraction-config';
 import { resolveTokenPositions, type ResolveOptions, type SequenceSpan, type TokenPosition } from '../token-positions';
 import { remember } from './lru';
 
@@ -46,7 +46,7 @@ const idsByContent = new Map<string, string>();
 let nextConfigId = 0;
 
 /** A short string equal for equal configs (configs are frozen: the id is worked out once per object). */
-export function configKey(config: Readonly<ExtractionConfig>): string {
+export function configKey(config: Readonly<ResolvedExtractionConfig>): string {
   let id = configIds.get(config);
   if (id === undefined) {
     const content = JSON.stringify(config);
@@ -71,7 +71,7 @@ function concatenated(groups: readonly number[][]): number[] {
 export class PositionResolver {
   readonly #resolutions = new Map<string, Resolution>();
 
-  resolve(config: Readonly<ExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], inputLength: number, options: PositionOptions): Resolution {
+  resolve(config: Readonly<ResolvedExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], inputLength: number, options: PositionOptions): Resolution {
     const memoKey = options.masked ? undefined : `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${inputLength} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}`;
     const known = memoKey === undefined ? undefined : this.#resolutions.get(memoKey);
     if (known) return known;

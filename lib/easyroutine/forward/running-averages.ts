@@ -9,7 +9,7 @@ import type { Tensor } from '../../core/tensor';
 import type { ActivationCache } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
 import type { OutputProjections } from '../architecture/output-projection';
-import { selectedHeads, type ExtractionConfig } from '../extraction-config';
+import { selectedHeads, type ResolvedExtractionConfig } from '../extraction-config';
 import type { Target } from './positions';
 
 /** The running-average kernels of one extraction over a dataset. */
@@ -24,7 +24,7 @@ export class RunningAverages {
   }
 
   /** The hooks that fold one batch in (the same kernels every batch, re-aimed at its positions). */
-  hooks(config: Readonly<ExtractionConfig>, { positions, groupSizes, offsets }: Target): [string, Hook][] {
+  hooks(config: Readonly<ResolvedExtractionConfig>, { positions, groupSizes, offsets }: Target): [string, Hook][] {
     if (!config.extractAvgAttnPattern) return [];
     const arch = this.#architecture;
     const running = this.#kernels;
