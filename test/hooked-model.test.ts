@@ -61,7 +61,7 @@ describe.each(FAMILIES)('HookedModel on the $family family', ({ family, blocks, 
       Array.from({ length: 32 }, (_, k) => group.reduce((s, p) => s + ref(0, p, k) + ref(1, p, k), 0) / (2 * group.length)),
     );
     close(cache.tensor('resid_out_0'), expected, [1, 3, 32]);
-    expect(cache.get('mapping_index')).toEqual({ '0': [0], '[3,6]': [1], last: [2] });
+    expect(cache.get('mapping_index')).toEqual({ '0': [0], '[3,6]': [1], last: [2], info: 'avg' });
   });
 
   it('extracts queries, keys and values, whole and per head (kv head h // (H / Hkv))', () => {
@@ -163,6 +163,12 @@ describe('HookedModel with easyroutine\'s own test setup (6 tokens, pivot 4)', (
     expect(cache.tensor('resid_out_0').shape).toEqual([1, 4, 32]);
     const avg = model.forward(ids, { targetTokenPositions: ['inputs-partition-0', 'last'], pivotPositions: [4], extractionConfig: { extractResidOut: true, avg: true } });
     expect(avg.tensor('resid_out_1').shape).toEqual([1, 2, 32]);
+    // as in easyroutine, avg leaves the logits per position: equal to those without avg
+    const plain = model.forward(ids, { targetTokenPositions: ['inputs-partition-0', 'last'], pivotPositions: [4] });
+    expect(avg.tensor('logits').shape).toEqual(plain.tensor('logits').shape);
+    expect(avg.tensor('logits').shape[1]).toBe(5);
+    expect(Array.from(avg.tensor('logits').toFloat32Array())).toEqual(Array.from(plain.tensor('logits').toFloat32Array()));
+    expect(avg.get('mapping_index')).toMatchObject({ info: 'avg' });
   });
 
   it('resolves positions per row of a padded batch', () => {

@@ -202,7 +202,8 @@ export class HookedModel {
   /**
    * Runs the model on `inputIds` (`[batch, seq]`) and returns what `extractionConfig` asks for at the
    * target positions, under easyroutine's keys, plus `mapping_index` (spec -> indices on the
-   * position axis) and `logits` at the target positions.
+   * position axis; with `avg`, `info: 'avg'` too) and `logits` at the target positions (never
+   * averaged over positions, as in easyroutine).
    */
   forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);

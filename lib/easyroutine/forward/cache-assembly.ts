@@ -52,7 +52,7 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
   }
   let start = 0;
-  const mappingIndex: Record<string, number[]> = {};
+  const mappingIndex: Record<string, number[] | string> = {};
   specs.forEach((spec, i) => {
     const count = config.avg ? 1 : groupSizes[i]!;
     const indices = new Array<number>(count);
@@ -60,6 +60,8 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = indices;
     start += count;
   });
+  // easyroutine marks averaged indices so (the logits stay per position)
+  if (config.avg) mappingIndex['info'] = 'avg';
   cache.set('mapping_index', mappingIndex);
   // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
   const rowIds = firstRowIds(ids);

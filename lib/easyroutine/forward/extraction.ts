@@ -209,8 +209,9 @@ export class ExtractionKernels {
     }
     if (config.saveLogits) {
       // a model may return fewer positions than it was given (generation exports: the last one only);
-      // the kernel then reads the target positions among those, or names the case
-      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample, inputLength });
+      // the kernel then reads the target positions among those, or names the case. `avg` leaves the
+      // logits per position, as easyroutine does (mapping_index says 'avg' for the activations)
+      const hook = nativeHook('positions', { positions, layout: 'tokens', avgOverExample: config.avgOverExample, inputLength });
       collectors.push({
         key: 'logits',
         hook,
