@@ -32,6 +32,11 @@ describe('ExtractionConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('takes a Python name for what it means in easyroutine: avg_over_example is the running mean of patterns', () => {
+    expect(extractionConfig({ avg_over_example: true })).toMatchObject({ extractAvgAttnPattern: true, avgOverExample: false });
+    expect(extractionConfig({ avgOverExample: true })).toMatchObject({ extractAvgAttnPattern: false, avgOverExample: true });
+  });
+
   it('rejects unknown fields and bad values, naming what is accepted (and neither compiles)', () => {
     // @ts-expect-error: a misspelt field is a compile error
     expectThrows(() => extractionConfig({ extractResidOutt: true }), InvalidArgumentError, /unknown field 'extractResidOutt'; did you mean 'extractResidOut'/);

@@ -327,6 +327,9 @@ describe('extraction over a dataset', () => {
     const both = whole.tensor('pattern_L1H0').toFloat32Array();
     close(merged.tensor('avg_pattern_L1H0'), Array.from({ length: 16 }, (_, i) => (both[i]! + both[16 + i]!) / 2), [1, 4, 4]);
     expect(merged.metadata['batches']).toBe(2);
+    // the same under easyroutine's name for it
+    const python = await model.extractCache(batches(), { targetTokenPositions: [[2, 6]], extractionConfig: { avg_over_example: true, attn_heads: [{ layer: 1, head: 0 }], save_logits: false } });
+    close(python.tensor('avg_pattern_L1H0'), Array.from(merged.tensor('avg_pattern_L1H0').toFloat32Array()), [1, 4, 4]);
   });
 
   it('stops when the signal aborts', async () => {

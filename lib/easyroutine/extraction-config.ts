@@ -68,7 +68,7 @@ export interface ResolvedExtractionConfig {
   saveInputIds: boolean;
   /** Average the positions of each spec: n becomes the number of specs. */
   avg: boolean;
-  /** Average over the examples of the batch. */
+  /** Average over the examples of the batch. (easyroutine's `avg_over_example` is {@link ResolvedExtractionConfig.extractAvgAttnPattern}.) */
   avgOverExample: boolean;
   /** The heads whose per-head values are saved (default `'all'`). */
   attnHeads: 'all' | LayerHead[];
@@ -96,7 +96,9 @@ type SnakeCase<S extends string> = S extends `${infer Head}${infer Tail}` ? `${H
 
 /**
  * A config under easyroutine's Python names (`extract_resid_out`, `attn_heads`, ...), as copied
- * from Python code: the same fields and values as {@link ExtractionConfig}.
+ * from Python code: the same fields and values as {@link ExtractionConfig}, each meaning what it
+ * means in easyroutine (`avg_over_example` is `extractAvgAttnPattern`, the running mean of patterns
+ * over batches).
  */
 export type PythonExtractionConfig = { [Field in keyof ResolvedExtractionConfig as SnakeCase<Field>]?: ResolvedExtractionConfig[Field] };
 
@@ -115,8 +117,15 @@ export const EXTRACTION_CONFIG_FIELDS: readonly (keyof ResolvedExtractionConfig)
 
 const REDUCTIONS: readonly PatternReduction[] = ['none', 'mean', 'sum', 'baseline_ratio'];
 
+/**
+ * Python names whose meaning in easyroutine is another field here: its `avg_over_example` turns on
+ * the running mean of patterns over batches (`avg_pattern_L{l}H{h}`), which is `extractAvgAttnPattern`;
+ * `avgOverExample` here averages over the examples of one batch.
+ */
+const PYTHON_ALIASES: Readonly<Record<string, keyof ResolvedExtractionConfig>> = { avg_over_example: 'extractAvgAttnPattern' };
+
 function camel(name: string): string {
-  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
+  return PYTHON_ALIASES[name] ?? name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
 function closest(name: string): string {
