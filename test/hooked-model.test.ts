@@ -287,14 +287,16 @@ describe('per-head projections', () => {
     const heads = [0, 1, 2, 3].map((h) => cache.tensor(`head_out_L1H${h}`).toFloat32Array());
     const sum = heads[0]!.map((_, i) => heads.reduce((a, h) => a + h[i]!, 0));
     close(cache.tensor('attn_out_1'), Array.from(sum), [2, 2, 32]);
-    // projected value of head h = its (kv) head's values times the head's W_O block
-    const weight = model.model.parameters().get(model.architecture.layers[0]!.outputProjection + '.weight')!;
-    const w = weight.toFloat32Array();
+    // projected value of head h = its (kv) head's values times the head's W_O block, plus b_O / H
+    const parameters = model.model.parameters();
+    const w = parameters.get(model.architecture.layers[0]!.outputProjection + '.weight')!.toFloat32Array();
+    const b = parameters.get(model.architecture.layers[0]!.outputProjection + '.bias')?.toFloat32Array();
+    expect(b !== undefined).toBe(family === 'gpt2');
     const v = cache.tensor('head_values_L0H3').toFloat32Array();
     const projected = cache.tensor('projected_value_L0H3').toFloat32Array();
     for (let row = 0; row < 4; row++) {
       for (let o = 0; o < 32; o += 7) {
-        let expected = 0;
+        let expected = b ? b[o]! / 4 : 0;
         for (let k = 0; k < 8; k++) expected += v[row * 8 + k]! * w[o * 32 + 3 * 8 + k]!;
         expect(projected[row * 32 + o]).toBeCloseTo(expected, 4);
       }

@@ -152,6 +152,8 @@ export class ExtractionKernels {
         });
         hooks.push([point, hook]);
       }
+      // head_out and projected_value carry b_O / H each, so the heads' outputs sum to attn_out
+      // (easyroutine added b_O // H to head_out and the whole b_O to every projected value)
       for (const [flag, name, point] of [
         [config.extractHeadOut, 'head_out', p.head_output],
         [config.extractHeadValuesProjected, 'projected_value', p.values],
@@ -162,7 +164,7 @@ export class ExtractionKernels {
         const heads = selectedHeads(config, i, arch.nHeads);
         if (heads.length === 0) continue;
         const { weight, bias, layout } = this.#projections.of(i);
-        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, layout, bias: name === 'head_out' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
+        const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, layout, bias: name === 'head_out' || name === 'projected_value' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
         collectors.push({
           key: `${name}_L${i}`,
           hook,
