@@ -264,6 +264,23 @@ describe('interventions', () => {
     expect(new Set(cache.tensor('head_values_L1H1').toFloat32Array()).size).toBeGreaterThan(1);
   });
 
+  it('applySoftmax renormalises each row over the keys it may see: masked (future) keys stay 0, a row left with nothing stays 0', () => {
+    // easyroutine re-applies softmax over all keys, which gives weight to the masked future keys
+    const gpt2 = HookedModel.load(fixture('gpt2_traced.pt'));
+    const cache = gpt2.forward([[1, 2, 3, 4, 5]], {
+      extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 0, head: 0 }] },
+      interventions: [{ type: 'columns', activation: 'pattern_L0H0', tokenPositions: [0], patchingValues: 'ablation', applySoftmax: true }],
+    });
+    const pattern = cache.tensor('pattern_L0H0').toFloat32Array();
+    for (let q = 0; q < 5; q++) {
+      const row = Array.from(pattern.subarray(q * 5, q * 5 + 5));
+      expect(row[0]).toBe(0);
+      for (let k = q + 1; k < 5; k++) expect(row[k]).toBe(0);
+      expect(row.reduce((a, v) => a + v, 0)).toBeCloseTo(q === 0 ? 0 : 1, 5);
+    }
+    gpt2.dispose();
+  });
+
   it('rejects bad interventions with typed errors', () => {
     expectThrows(() => model.forward(ids, { interventions: [{ type: 'full', activation: 'resid_out_9', tokenPositions: [0] }] }), InvalidArgumentError, /layer 9 does not exist/);
     expectThrows(() => model.forward(ids, { interventions: [{ type: 'full', activation: 'pattern_L0H0', tokenPositions: [0] }] }), InvalidArgumentError, /applies to patterns only|does not apply to a pattern/);
