@@ -486,7 +486,7 @@ describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inp
   const L = 2;
   const H = 4;
   const cases: [string, string[], number[]][] = [
-    ['extractEmbed', ['embeddings'], [1, 4, 32]],
+    ['extractEmbed', ['input_embeddings'], [1, 4, 32]],
     ['extractResidIn', ['resid_in_0', 'resid_in_1'], [1, 4, 32]],
     ['extractResidMid', ['resid_mid_0', 'resid_mid_1'], [1, 4, 32]],
     ['extractResidOut', ['resid_out_0', 'resid_out_1'], [1, 4, 32]],
@@ -521,8 +521,17 @@ describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inp
     const stats = model.forward(ids, { ...base, extractionConfig: { extractLastLayernorm: true } }).get('last_layernorm') as Record<string, Tensor>;
     expect(Object.keys(stats).sort()).toEqual(['mean', 'second_moment', 'variance']);
     expect(stats['mean']!.shape).toEqual([1, 4]);
-    const grads = model.forward(ids, { ...base, extractionConfig: { keepGradient: true } });
-    expect(grads.tensor('input_embeddings_gradients').shape).toEqual([1, 6, 32]);
+    // at the target positions, as in easyroutine: the whole-sequence gradient's rows at them
+    const grads = model.forward(ids, { ...base, extractionConfig: { keepGradient: true, extractEmbed: true } });
+    const whole = model.forward(ids, { extractionConfig: { keepGradient: true } });
+    expect(grads.tensor('input_embeddings_gradients').shape).toEqual([1, 4, 32]);
+    expect(grads.tensor('input_embeddings').shape).toEqual([1, 4, 32]);
+    expect(grads.tensor('input_embeddings').requiresGrad).toBe(true);
+    // inputs-partition-0 with pivot 4 is positions 0 to 3
+    const wholeGradient = whole.tensor('input_embeddings_gradients');
+    expect(wholeGradient.shape).toEqual([1, 6, 32]);
+    expect(Array.from(grads.tensor('input_embeddings_gradients').toFloat32Array())).toEqual(Array.from(wholeGradient.toFloat32Array().subarray(0, 4 * 32)));
+    expect(Array.from(grads.tensor('input_embeddings').toFloat32Array())).toEqual(Array.from(whole.tensor('input_embeddings').toFloat32Array().subarray(0, 4 * 32)));
     const avg = model.forward([ids[0]!, ids[0]!], { targetTokenPositions: ['inputs-partition-0', 'last'], pivotPositions: [4], extractionConfig: { extractResidOut: true, avg: true, avgOverExample: true } });
     expect(avg.tensor('resid_out_0').shape).toEqual([1, 2, 32]);
   });

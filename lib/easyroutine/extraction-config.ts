@@ -22,7 +22,7 @@ export type PatternReduction = 'none' | 'mean' | 'sum' | 'baseline_ratio';
  * each optional) or {@link PythonExtractionConfig}.
  */
 export interface ResolvedExtractionConfig {
-  /** `embeddings`: the input of block 0. */
+  /** `input_embeddings`: the input of block 0, at the target positions. */
   extractEmbed: boolean;
   /** `resid_in_{i}`: the residual stream entering block i. */
   extractResidIn: boolean;
@@ -78,7 +78,7 @@ export interface ResolvedExtractionConfig {
   attnPatternRowPositions: TokenPosition[] | null;
   /** `logits` at the target positions (default true). */
   saveLogits: boolean;
-  /** Keep gradients: `input_embeddings` plus `input_embeddings_gradients` of the chosen logit. */
+  /** Keep gradients: `input_embeddings` plus `input_embeddings_gradients` of the chosen logit, at the target positions. */
   keepGradient: boolean;
 }
 

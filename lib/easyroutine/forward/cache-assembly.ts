@@ -42,8 +42,13 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
       throw new InvalidArgumentError(`HookedModel.forward: vocabularyIndex ${vocabularyIndex} is not a token of the vocabulary (0 to ${vocabulary - 1})`);
     }
     const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
-    cache.addWithInfo('input_embeddings', embeddings, `${arch.embeddings}: [batch, seq, d_model], a leaf that requires grad`);
-    cache.addWithInfo('input_embeddings_gradients', gradient!, `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings: [batch, seq, d_model]`);
+    // at the target positions, as easyroutine returns them (each row its own positions)
+    const rows = tensor(positions.map((_, b) => [b]), { dtype: 'int64' });
+    const columns = tensor(positions, { dtype: 'int64' });
+    cache.addWithInfo('input_embeddings', embeddings.index(rows, columns), `${arch.embeddings} at the target positions: [batch, position, d_model], from a leaf that requires grad`);
+    cache.addWithInfo('input_embeddings_gradients', gradient!.index(rows, columns), `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings, at the target positions: [batch, position, d_model]`);
+    rows.dispose();
+    columns.dispose();
   }
   const results = new PackedResults();
   for (const collector of collectors) collector.collect(cache, results);

@@ -105,7 +105,8 @@ export class ExtractionKernels {
     const add = (entry: readonly [string, NativeHook]) => hooks.push([entry[0], entry[1]]);
     const arch = this.#architecture;
 
-    if (config.extractEmbed) add(tokens('embeddings', arch.embeddings, 'the embeddings'));
+    // keepGradient's leaf gives input_embeddings itself (easyroutine's key for both)
+    if (config.extractEmbed && !config.keepGradient) add(tokens('input_embeddings', arch.embeddings, 'the embeddings'));
     arch.layers.forEach((layer, i) => {
       const p = layer.points;
       if (config.extractResidIn) add(tokens(`resid_in_${i}`, p.resid_in, 'resid_in'));
