@@ -64,7 +64,7 @@ describe('ActivationCache', () => {
   });
 
   it('cat takes only an ActivationCache', () => {
-    expectThrows(() => new ActivationCache().cat({} as ActivationCache), InvalidArgumentError, /ActivationCache.cat: expected an ActivationCache, got object/);
+    expectThrows(() => new ActivationCache().cat({} as ActivationCache), InvalidArgumentError, /ActivationCache.cat: expected an ActivationCache, got an object \(Object\)/);
     expectThrows(() => new ActivationCache().cat(null as unknown as ActivationCache), InvalidArgumentError, /got null/);
   });
 

@@ -3,7 +3,7 @@
  * @module
  */
 import { native, type NativeModel } from './binding';
-import { AbortError, InvalidArgumentError } from './errors';
+import { AbortError, InvalidArgumentError, describeValue } from './errors';
 import { toNativeSpec, type Hook, type HookHandle, type HookMap, type HookPoint, type HookPointKind, type NativeHookSpec } from './hooks';
 import { Tensor, type Device } from './tensor';
 
@@ -222,9 +222,9 @@ export class Model implements Disposable {
 
   #nativeOptions(options: ForwardOptions): { grad: boolean; output?: false; hooks?: NativeHookSpec[]; taps?: string[] } {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-      throw new InvalidArgumentError(`forward: options must be an object ({ hooks, grad, output, taps }), got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
+      throw new InvalidArgumentError(`forward: options must be an object ({ hooks, grad, output, taps }), got ${describeValue(options)}`);
     }
-    if (options.grad !== undefined && typeof options.grad !== 'boolean') throw new InvalidArgumentError(`forward: options.grad must be a boolean, got ${typeof options.grad}`);
+    if (options.grad !== undefined && typeof options.grad !== 'boolean') throw new InvalidArgumentError(`forward: options.grad must be a boolean, got ${describeValue(options.grad)}`);
     const grad = options.grad ?? false;
     if (options.output !== undefined && typeof options.output !== 'boolean') throw new InvalidArgumentError('forward: options.output must be a boolean');
     const output = options.output === false ? ({ output: false } as const) : {};

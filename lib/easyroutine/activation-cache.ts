@@ -27,7 +27,7 @@ export type CacheValue = Tensor | number | string | boolean | null | CacheValue[
 type CacheObject = { [key: string]: CacheValue };
 
 /** Merges the value already in the cache with the incoming one. */
-export type Aggregation = (current: CacheValue, incoming: CacheValue) => CacheValue;
+export type Aggregation = (current: CacheValue, incoming: CacheValue, key: string) => CacheValue;
 
 function isTensor(value: unknown): value is Tensor {
   return value instanceof Tensor;
@@ -42,7 +42,7 @@ function isPlainObject(value: unknown): value is CacheObject {
  * tensor whose other dimensions differ (batches of different lengths with 'all' positions) is an
  * error, where easyroutine made a list of the two that no later step expects.
  */
-function mergeValues(current: CacheValue, incoming: CacheValue, key = ''): CacheValue {
+function mergeValues(current: CacheValue, incoming: CacheValue, key: string): CacheValue {
   if (isTensor(current) && isTensor(incoming)) {
     const a = current.shape;
     const b = incoming.shape;
@@ -61,10 +61,10 @@ function concatLists(current: CacheValue, incoming: CacheValue): CacheValue {
   return [...list(current), ...list(incoming)];
 }
 
-function perStatistic(current: CacheValue, incoming: CacheValue): CacheValue {
-  if (!isPlainObject(current) || !isPlainObject(incoming)) return mergeValues(current, incoming);
+function perStatistic(current: CacheValue, incoming: CacheValue, key: string): CacheValue {
+  if (!isPlainObject(current) || !isPlainObject(incoming)) return mergeValues(current, incoming, key);
   const out: CacheObject = {};
-  for (const key of Object.keys(current)) out[key] = key in incoming ? mergeValues(current[key] as CacheValue, incoming[key] as CacheValue, key) : (current[key] as CacheValue);
+  for (const statistic of Object.keys(current)) out[statistic] = statistic in incoming ? mergeValues(current[statistic] as CacheValue, incoming[statistic] as CacheValue, `${key}.${statistic}`) : (current[statistic] as CacheValue);
   return out;
 }
 
@@ -217,7 +217,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
    */
   cat(other: ActivationCache): this {
     if (!(other instanceof ActivationCache)) {
-      throw new InvalidArgumentError(`ActivationCache.cat: expected an ActivationCache, got ${other === null ? 'null' : Array.isArray(other) ? 'an array' : typeof other}`);
+      throw new InvalidArgumentError(`ActivationCache.cat: expected an ActivationCache, got ${describeValue(other)}`);
     }
     if (this.#deferred) {
       this.#deferred.push(other);
@@ -257,7 +257,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
         }
       }
       let value = this.get(key) as CacheValue;
-      for (const batch of pending) value = aggregate === mergeValues ? mergeValues(value, batch.get(key) as CacheValue, key) : aggregate(value, batch.get(key) as CacheValue);
+      for (const batch of pending) value = aggregate(value, batch.get(key) as CacheValue, key);
       this.#values.set(key, value);
     }
   }

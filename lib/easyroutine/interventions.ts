@@ -4,7 +4,7 @@
  * score cells), named like the cache keys they act on and carried out by native kernels.
  * @module
  */
-import { InvalidArgumentError } from '../core/errors';
+import { InvalidArgumentError, describeValue } from '../core/errors';
 import { nativeHook, type Hook } from '../core/hooks';
 import { Tensor } from '../core/tensor';
 import type { ArchitectureMapping } from './architecture/mapping';
@@ -40,14 +40,14 @@ export interface Intervention {
 export function interventionHooks(arch: ArchitectureMapping, iv: Intervention, spans: SequenceSpan[], options: Pick<ResolveOptions, 'pivotPositions' | 'seed'>, validateOnly = false): [string, Hook][] {
   const fail = (why: string) => new InvalidArgumentError(`intervention on '${String(iv?.activation)}': ${why}`);
   if (iv === null || typeof iv !== 'object') throw new InvalidArgumentError('an intervention must be an object {type, activation, tokenPositions, ...}');
-  if (typeof iv.activation !== 'string') throw new InvalidArgumentError(`an intervention's activation must be a string (e.g. 'resid_out_0', 'pattern_L1H2'), got ${typeof iv.activation}`);
+  if (typeof iv.activation !== 'string') throw new InvalidArgumentError(`an intervention's activation must be a string (e.g. 'resid_out_0', 'pattern_L1H2'), got ${describeValue(iv.activation)}`);
   const ablation = iv.patchingValues === undefined || iv.patchingValues === null || iv.patchingValues === 'ablation';
   if (!ablation && !(iv.patchingValues instanceof Tensor)) throw fail("patchingValues must be 'ablation', null or a Tensor");
   if (iv.multiplicationValue !== undefined && (typeof iv.multiplicationValue !== 'number' || !Number.isFinite(iv.multiplicationValue))) {
-    throw fail(`multiplicationValue must be a finite number (the factor of the ablation; 0 zeroes), got ${typeof iv.multiplicationValue === 'number' ? iv.multiplicationValue : `${typeof iv.multiplicationValue} ${JSON.stringify(iv.multiplicationValue)}`}`);
+    throw fail(`multiplicationValue must be a finite number (the factor of the ablation; 0 zeroes), got ${describeValue(iv.multiplicationValue)}`);
   }
-  if (iv.applySoftmax !== undefined && typeof iv.applySoftmax !== 'boolean') throw fail(`applySoftmax must be a boolean, got ${typeof iv.applySoftmax}`);
-  if (typeof iv.type !== 'string') throw fail(`type must be one of full, columns, rows, grid, columns_pre_softmax, rows_pre_softmax, grid_pre_softmax; got ${typeof iv.type}`);
+  if (iv.applySoftmax !== undefined && typeof iv.applySoftmax !== 'boolean') throw fail(`applySoftmax must be a boolean, got ${describeValue(iv.applySoftmax)}`);
+  if (typeof iv.type !== 'string') throw fail(`type must be one of full, columns, rows, grid, columns_pre_softmax, rows_pre_softmax, grid_pre_softmax; got ${describeValue(iv.type)}`);
   const edit = ablation ? { factor: iv.multiplicationValue ?? 0 } : { patch: (iv.patchingValues as Tensor).native };
   const resolve = (specs: TokenPosition[]) => {
     if (!Array.isArray(specs)) throw fail('tokenPositions must be an array of token positions');
