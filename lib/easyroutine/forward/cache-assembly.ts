@@ -33,6 +33,9 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   const { architecture: arch, decode, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
   const { leaf, collectors } = extraction;
   const cache = new ActivationCache();
+  // each row's target positions, as advanced indices: t.index(rows, columns) is t[b, positions[b]]
+  const rows = tensor(positions.map((_, b) => [b]), { dtype: 'int64' });
+  const columns = tensor(positions, { dtype: 'int64' });
   if (leaf) {
     const embeddings = leaf.results() as Tensor;
     const last = output!.index(0, -1);
@@ -42,20 +45,15 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
       throw new InvalidArgumentError(`HookedModel.forward: vocabularyIndex ${vocabularyIndex} is not a token of the vocabulary (0 to ${vocabulary - 1})`);
     }
     const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
-    // at the target positions, as easyroutine returns them (each row its own positions)
-    const rows = tensor(positions.map((_, b) => [b]), { dtype: 'int64' });
-    const columns = tensor(positions, { dtype: 'int64' });
+    // at the target positions, as easyroutine returns them
     cache.addWithInfo('input_embeddings', embeddings.index(rows, columns), `${arch.embeddings} at the target positions: [batch, position, d_model], from a leaf that requires grad`);
     cache.addWithInfo('input_embeddings_gradients', gradient!.index(rows, columns), `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings, at the target positions: [batch, position, d_model]`);
-    rows.dispose();
-    columns.dispose();
   }
   const results = new PackedResults();
   for (const collector of collectors) collector.collect(cache, results);
-  if (config.saveInputIds) {
-    const index = tensor(positions, { dtype: 'int64' });
-    cache.addWithInfo('input_ids', gatherRows(ids, index), '[batch, position]: token ids');
-  }
+  if (config.saveInputIds) cache.addWithInfo('input_ids', ids.to('int64').index(rows, columns), '[batch, position]: token ids');
+  rows.dispose();
+  columns.dispose();
   let start = 0;
   const mappingIndex: Record<string, number[] | string> = {};
   specs.forEach((spec, i) => {
@@ -91,13 +89,3 @@ function argmax(values: Float32Array): number {
   return best;
 }
 
-/** ids[b, index[b, j]] for every row b. */
-function gatherRows(ids: Tensor, index: Tensor): Tensor {
-  const [batch, seq] = ids.shape as [number, number];
-  const n = index.shape[1]!;
-  const source = ids.to('int64').contiguous().copyData() as BigInt64Array;
-  const at = index.copyData() as BigInt64Array;
-  const out = new BigInt64Array(batch * n);
-  for (let b = 0; b < batch; b++) for (let j = 0; j < n; j++) out[b * n + j] = source[b * seq + Number(at[b * n + j])]!;
-  return tensor(out, [batch, n], { dtype: 'int64' });
-}
