@@ -33,9 +33,9 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   const { architecture: arch, decode, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
   const { leaf, collectors } = extraction;
   const cache = new ActivationCache();
-  // each row's target positions, as advanced indices: t.index(rows, columns) is t[b, positions[b]]
-  const rows = tensor(positions.map((_, b) => [b]), { dtype: 'int64' });
-  const columns = tensor(positions, { dtype: 'int64' });
+  // t[b, positions[b]] for every row b, by advanced indexing; the indices are made on first use
+  let index: [rows: Tensor, columns: Tensor] | undefined;
+  const atTargets = (t: Tensor) => t.index(...(index ??= [tensor(positions.map((_, b) => [b]), { dtype: 'int64' }), tensor(positions, { dtype: 'int64' })]));
   if (leaf) {
     const embeddings = leaf.results() as Tensor;
     const last = output!.index(0, -1);
@@ -46,14 +46,13 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     }
     const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
     // at the target positions, as easyroutine returns them
-    cache.addWithInfo('input_embeddings', embeddings.index(rows, columns), `${arch.embeddings} at the target positions: [batch, position, d_model], from a leaf that requires grad`);
-    cache.addWithInfo('input_embeddings_gradients', gradient!.index(rows, columns), `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings, at the target positions: [batch, position, d_model]`);
+    cache.addWithInfo('input_embeddings', atTargets(embeddings), `${arch.embeddings} at the target positions: [batch, position, d_model], from a leaf that requires grad`);
+    cache.addWithInfo('input_embeddings_gradients', atTargets(gradient!), `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings, at the target positions: [batch, position, d_model]`);
   }
   const results = new PackedResults();
   for (const collector of collectors) collector.collect(cache, results);
-  if (config.saveInputIds) cache.addWithInfo('input_ids', ids.to('int64').index(rows, columns), '[batch, position]: token ids');
-  rows.dispose();
-  columns.dispose();
+  if (config.saveInputIds) cache.addWithInfo('input_ids', atTargets(ids.to('int64')), '[batch, position]: token ids');
+  index?.forEach((t) => t.dispose());
   let start = 0;
   const mappingIndex: Record<string, number[] | string> = {};
   specs.forEach((spec, i) => {
