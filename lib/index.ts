@@ -54,9 +54,10 @@ export {
   type HookedForwardOptions,
   type ExtractCacheOptions,
   type ExtractionBatch,
+  type HookedInput,
   type Prediction,
-  type Tokenizer,
 } from './easyroutine/hooked-model';
+export { loadTokenizer, type Tokenizer, type TextTokenizer } from './easyroutine/tokenization';
 export type { Intervention, InterventionType } from './easyroutine/interventions';
 export { detectArchitecture } from './easyroutine/architecture/detect';
 export { describeArchitecture, type ArchitectureMapping, type ArchitectureOverrides, type LayerSites } from './easyroutine/architecture/mapping';
@@ -94,4 +95,5 @@ export {
   AbortError,
   TokenPositionError,
   AddonLoadError,
+  MissingDependencyError,
 } from './core/errors';

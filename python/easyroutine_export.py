@@ -13,7 +13,8 @@ saved with two extra files in the archive:
   architecture mapping (per layer: block, attention and its q/k/v/o projections with their layout,
   the norms before attention and before the MLP, sandwich norms, parallel attention + MLP, the MLP's
   input and output; head counts and RoPE; final norm; unembedding);
-- `tokenizer.json`, when the model directory has one.
+- `tokenizer.json` and `tokenizer_config.json`, when the model directory has them (HookedModel
+  encodes string prompts with them: the pad token and clean-up rules are in the config).
 
 The mapping is found by data flow on the nn.Module, with PyTorch's forward hooks on one sample: a
 norm's role is where its output goes (the attention's input or the MLP's), the MLP is what reads the
@@ -29,6 +30,8 @@ import warnings
 from typing import Dict, List, Optional
 
 MANIFEST_NAME = "easyroutine.json"
+# the tokenizer files copied from the model directory into the archive, as they are
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 MANIFEST_VERSION = 1
 
 
@@ -309,7 +312,7 @@ def _takes_mask(model) -> bool:
     return len(inspect.signature(model.forward).parameters) >= 2
 
 
-def export(model, out: str, mapping: dict, config=None, tokenizer_json: Optional[str] = None, hf_class: Optional[str] = None, device: str = "cpu", tolerance: float = 1e-4, vocab: Optional[int] = None):
+def export(model, out: str, mapping: dict, config=None, tokenizer_files: Optional[dict] = None, hf_class: Optional[str] = None, device: str = "cpu", tolerance: float = 1e-4, vocab: Optional[int] = None):
     """Traces `model` (forward(input_ids[, attention_mask]) -> logits) and saves it with the manifest.
 
     `mapping` is the architecture as find_mapping returns it (module paths of `model`); for a plain
@@ -342,8 +345,7 @@ def export(model, out: str, mapping: dict, config=None, tokenizer_json: Optional
         "trace_check_max_abs_error": worst,
     }
     extra = {MANIFEST_NAME: json.dumps(manifest, default=str)}
-    if tokenizer_json:
-        extra["tokenizer.json"] = tokenizer_json
+    extra.update(tokenizer_files or {})
     torch.jit.save(traced, out, _extra_files=extra)
     return manifest
 
@@ -363,10 +365,9 @@ def export_pretrained(model_dir: str, out: str, attn: str = "eager", dtype: str 
     mapping = prefixed(find_mapping(model, config, {"input_ids": ids, "attention_mask": mask}), "model")
     mapping["attention_implementation"] = attn
     mapping["patched"] = patched
-    tokenizer_path = os.path.join(model_dir, "tokenizer.json")
-    tokenizer_json = open(tokenizer_path, encoding="utf-8").read() if os.path.exists(tokenizer_path) else None
+    tokenizer_files = {name: open(os.path.join(model_dir, name), encoding="utf-8").read() for name in TOKENIZER_FILES if os.path.exists(os.path.join(model_dir, name))}
     tolerance = 1e-4 if dtype == "float32" else 5e-2
-    return export(wrapper, out, mapping, config=config, tokenizer_json=tokenizer_json, hf_class=type(model).__name__, device=device, tolerance=tolerance)
+    return export(wrapper, out, mapping, config=config, tokenizer_files=tokenizer_files, hf_class=type(model).__name__, device=device, tolerance=tolerance)
 
 
 def main(argv: List[str]):

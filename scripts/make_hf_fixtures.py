@@ -16,7 +16,10 @@ family's SDPA path drops something, e.g. Gemma 2's soft-capping):
   the input of the MLP's norm (resid_mid), W_O's output, every head's pattern; the logits; and the
   logits with layer 0's head 1 zero-ablated (its head output zeroed before W_O, which is what a zero
   pattern gives);
-- OUT_DIR/llama-model: the saved Hugging Face model, for `easyroutine export` end to end;
+- OUT_DIR/llama-model: the saved Hugging Face model with a tokenizer (a BPE over words with
+  Metaspace, as Llama's, trained here on a small corpus; BOS added, pad token 't2'-like, left
+  padding), for `easyroutine export` end to end; llama-*.json then also holds `text`: prompts, the
+  ids and mask Python's tokenizer gives them as a padded batch, its token strings, and the logits;
 - for a left-padded batch (the same rows, row 1 with two pad tokens first): the logits and each
   block's output.
 """
@@ -53,6 +56,36 @@ PADDED_ROW = 1
 PAD = 2
 ABLATED = (0, 1)  # layer, head
 CLI_FAMILY = "llama"
+CORPUS = ["the cat sat on the mat", "a dog ran far away from the cat", "the bird sang a song", "we ran and sat and sang"] * 4
+PROMPTS = ["the cat sat", "a dog ran far away", "we sang"]
+
+
+def write_tokenizer(directory):
+    """A real tokenizer.json and tokenizer_config.json in `directory`: BPE over Metaspace words (as
+    Llama's), vocabulary 64 to fit the configs, BOS prepended, '<pad>' for left padding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    tokenizer.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=64, special_tokens=["<unk>", "<s>", "<pad>"]))
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))])
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", unk_token="<unk>", pad_token="<pad>", padding_side="left")
+    fast.save_pretrained(directory)
+    return fast
+
+
+def text_references(model, tokenizer):
+    batch = tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return {
+        "prompts": PROMPTS,
+        "input_ids": batch["input_ids"].tolist(),
+        "attention_mask": batch["attention_mask"].tolist(),
+        "tokens": [tokenizer.convert_ids_to_tokens(tokenizer(p)["input_ids"]) for p in PROMPTS],
+        "logits": encode(logits),
+    }
 
 
 def redraw(model):
@@ -155,10 +188,8 @@ def build(family, out_dir):
         # one family's saved model stays, for the command line's export test
         directory = os.path.join(out_dir, f"{family}-model") if family == CLI_FAMILY else scratch
         model.save_pretrained(directory)
-        if family == CLI_FAMILY:
-            # a tokenizer.json beside the weights, which the exporter copies into the archive
-            with open(os.path.join(directory, "tokenizer.json"), "w") as f:
-                json.dump({"version": "1.0", "model": {"type": "WordLevel", "vocab": {f"t{i}": i for i in range(64)}, "unk_token": "t0"}}, f)
+        # the tokenizer files beside the weights, which the exporter copies into the archive
+        tokenizer = write_tokenizer(directory) if family == CLI_FAMILY else None
         for attn in ("eager", "sdpa"):
             try:
                 manifest = exporter.export_pretrained(directory, os.path.join(out_dir, f"{family}-{attn}.pt"), attn=attn)
@@ -170,6 +201,8 @@ def build(family, out_dir):
             built.append(attn)
             module = transformers.AutoModelForCausalLM.from_pretrained(directory, attn_implementation=attn).eval()
             refs = references(module, model, mapping)
+            if tokenizer is not None:
+                refs["text"] = text_references(module, tokenizer)
             refs.update({"family": family, "attention": attn, "hf_class": type(model).__name__, "input_ids": IDS, "ablated": list(ABLATED), "mapping": mapping, "manifest_architecture": manifest["architecture"]})
             with open(os.path.join(out_dir, f"{family}-{attn}.json"), "w") as f:
                 json.dump(refs, f)

@@ -28,8 +28,8 @@ namespace easyroutine {
 namespace {
 
 // Extra files of a TorchScript archive that loading reads: easyroutine's manifest (the architecture
-// mapping) and the tokenizer, both written by python/easyroutine_export.py.
-constexpr const char* kKnownExtraFiles[] = {"easyroutine.json", "tokenizer.json"};
+// mapping) and the tokenizer (its file and config), all written by python/easyroutine_export.py.
+constexpr const char* kKnownExtraFiles[] = {"easyroutine.json", "tokenizer.json", "tokenizer_config.json"};
 
 std::string DescribeInputs(const std::vector<c10::IValue>& stack) {
   std::ostringstream out;

@@ -81,6 +81,14 @@ export class AddonLoadError extends EasyroutineError {
   override readonly code = 'ERR_EASYROUTINE_ADDON_LOAD';
 }
 
+/**
+ * A feature needs an optional package that is not installed (e.g. string prompts need
+ * `@huggingface/tokenizers`); the message names the package and the command that installs it.
+ */
+export class MissingDependencyError extends EasyroutineError {
+  override readonly code = 'ERR_EASYROUTINE_MISSING_DEPENDENCY';
+}
+
 /** @internal The classes the native addon instantiates, by name. */
 export const errorClasses = {
   InvalidArgumentError,

@@ -8,7 +8,7 @@
  * `./interventions` the edits.
  * @module
  */
-import { InvalidArgumentError, describeValue } from '../core/errors';
+import { InvalidArgumentError, MissingDependencyError, describeValue } from '../core/errors';
 import type { Hook, HookMap } from '../core/hooks';
 import { checkSignal, loadModel, type LoadOptions, type Model } from '../core/model';
 import { Tensor, tensor } from '../core/tensor';
@@ -24,12 +24,15 @@ import { ExtractionKernels } from './forward/extraction';
 import { PositionResolver } from './forward/positions';
 import { RunningAverages } from './forward/running-averages';
 import { interventionHooks, type Intervention } from './interventions';
+import { embeddedTokenizer, encodeText, type Tokenizer } from './tokenization';
 import { spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
 
-/** Turns token ids into text (e.g. a tokenizers.js or transformers.js tokenizer). */
-export interface Tokenizer {
-  decode(ids: number[]): string;
-}
+/**
+ * What a HookedModel runs on: token ids (a `[batch, seq]` int64 tensor, or rows of ids) or text (a
+ * prompt, or an array of prompts), which needs a tokenizer that encodes (the one the export embeds,
+ * or one given). Rows or prompts of unequal lengths are padded on the left and masked.
+ */
+export type HookedInput = Tensor | number[][] | string | readonly string[];
 
 /** One of the top predictions of {@link HookedModel.predict}. */
 export interface Prediction {
@@ -40,7 +43,7 @@ export interface Prediction {
 }
 
 /** One batch of {@link HookedModel.extractCache}. */
-export type ExtractionBatch = Tensor | number[][] | { inputIds: Tensor | number[][]; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
+export type ExtractionBatch = HookedInput | { inputIds: HookedInput; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
 
 /** Options of {@link HookedModel.forward}. */
 export interface HookedForwardOptions {
@@ -99,16 +102,16 @@ function checkTokenizer(tokenizer: unknown): void {
 
 /**
  * The ids as a tensor, and the attention mask: the one given, or, for rows of unequal lengths, one
- * built from the left padding this adds (pad id 0; causal LMs continue the right end, so that is
+ * built from the left padding this adds (`padId`; causal LMs continue the right end, so that is
  * where the real tokens go).
  */
-function batchOf(inputIds: Tensor | number[][], mask: Tensor | number[][] | undefined): { ids: Tensor; mask: Tensor | number[][] | undefined } {
+function batchOf(inputIds: Tensor | number[][], mask: Tensor | number[][] | undefined, padId: number): { ids: Tensor; mask: Tensor | number[][] | undefined } {
   if (inputIds instanceof Tensor) return { ids: inputIds, mask };
-  if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError('HookedModel.forward: inputIds must be a Tensor or an array of token id rows');
+  if (!Array.isArray(inputIds) || !inputIds.every(Array.isArray)) throw new InvalidArgumentError(`HookedModel.forward: inputIds must be a Tensor, an array of token id rows, a string or an array of strings, got ${describeValue(inputIds)}`);
   if (inputIds.length === 0 || inputIds.some((row) => row.length === 0)) throw new InvalidArgumentError('HookedModel.forward: inputIds must have at least one row, and every row at least one token');
   const longest = Math.max(...inputIds.map((row) => row.length));
   if (mask !== undefined || inputIds.every((row) => row.length === longest)) return { ids: tensor(inputIds, { dtype: 'int64' }), mask };
-  const padded = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(0), ...row]);
+  const padded = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(padId), ...row]);
   const built = inputIds.map((row) => [...new Array<number>(longest - row.length).fill(0), ...new Array<number>(row.length).fill(1)]);
   return { ids: tensor(padded, { dtype: 'int64' }), mask: built };
 }
@@ -126,8 +129,9 @@ export class HookedModel {
   /** Whether the export's forward takes `(input_ids, attention_mask)`. */
   readonly #takesMask: boolean;
 
-  /** Decodes token ids for {@link HookedModel.toStringTokens}, predictions and `token_dict`. */
-  tokenizer: Tokenizer | undefined;
+  #givenTokenizer: Tokenizer | undefined;
+  /** The archive's tokenizer once read (null: it has none, or @huggingface/tokenizers is absent). */
+  #embedded: Tokenizer | null | undefined;
 
   /**
    * `overrides` replace what the mapping says. The mapping is the file's manifest (written by
@@ -141,7 +145,7 @@ export class HookedModel {
     // a file with the exporter's manifest needs no heuristics
     this.architecture = manifest ? applyOverrides(mappingFromManifest(model, manifest), overrides) : detectArchitecture(model, overrides);
     this.#takesMask = takesAttentionMask(model);
-    this.tokenizer = tokenizer;
+    this.#givenTokenizer = tokenizer;
     this.#projections = new OutputProjections(model, this.architecture);
     this.#kernels = new ExtractionKernels(this.architecture, this.#projections);
   }
@@ -172,17 +176,67 @@ export class HookedModel {
     this.dispose();
   }
 
-  /** Each token id as text (needs a tokenizer). */
-  toStringTokens(ids: readonly number[]): string[] {
-    if (!this.tokenizer) throw new InvalidArgumentError('HookedModel.toStringTokens: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer');
-    return ids.map((id) => this.tokenizer!.decode([id]));
+  /**
+   * Decodes token ids for {@link HookedModel.toStringTokens}, predictions and `token_dict`, and
+   * encodes string prompts: the one given (to the constructor, {@link HookedModel.load} or set here),
+   * else the one the export embeds (`tokenizer.json`, read on first use), else undefined.
+   */
+  get tokenizer(): Tokenizer | undefined {
+    if (this.#givenTokenizer) return this.#givenTokenizer;
+    if (this.#embedded === undefined) {
+      try {
+        this.#embedded = embeddedTokenizer(this.model) ?? null;
+      } catch (error) {
+        // without the optional package the ids still work; string prompts say what is missing
+        if (!(error instanceof MissingDependencyError)) throw error;
+        this.#embedded = null;
+      }
+    }
+    return this.#embedded ?? undefined;
+  }
+
+  set tokenizer(tokenizer: Tokenizer | undefined) {
+    checkTokenizer(tokenizer);
+    this.#givenTokenizer = tokenizer;
+  }
+
+  /** The tokenizer for text, or an error that says why there is none. */
+  #textTokenizer(caller: string): Tokenizer {
+    const tokenizer = this.tokenizer;
+    if (tokenizer) return tokenizer;
+    // the archive has a tokenizer.json: the optional package is what is missing (this throws it)
+    if (this.model.extraFiles['tokenizer.json']) embeddedTokenizer(this.model);
+    throw new InvalidArgumentError(`${caller}: text needs a tokenizer, and this model has none; pass token ids, or a tokenizer (HookedModel.load(path, { tokenizer: loadTokenizer(json) })), or export the model with its tokenizer.json (easyroutine export)`);
+  }
+
+  /** Token id rows of a prompt or prompts; anything else is returned as it is. */
+  #tokenRows(input: HookedInput, caller: string): Tensor | number[][] {
+    if (typeof input === 'string') return [encodeText(this.#textTokenizer(caller), input, caller)];
+    if (Array.isArray(input) && input.length > 0 && input.every((p) => typeof p === 'string')) {
+      const tokenizer = this.#textTokenizer(caller);
+      return (input as readonly string[]).map((text) => encodeText(tokenizer, text, caller));
+    }
+    return input as Tensor | number[][];
+  }
+
+  /**
+   * Each token as text (needs a tokenizer): of these ids, or of a prompt as the tokenizer encodes it
+   * (with the special tokens it adds), as TransformerLens's `to_str_tokens`.
+   */
+  toStringTokens(input: readonly number[] | string): string[] {
+    const caller = 'HookedModel.toStringTokens';
+    const ids = typeof input === 'string' ? encodeText(this.#textTokenizer(caller), input, caller) : input;
+    if (!Array.isArray(ids)) throw new InvalidArgumentError(`${caller}: expected an array of token ids or a string, got ${describeValue(input)}`);
+    const tokenizer = this.tokenizer;
+    if (!tokenizer) throw new InvalidArgumentError(`${caller}: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer`);
+    return ids.map((id) => tokenizer.decode([id]));
   }
 
   /**
    * The k most likely next tokens after each row's last real token, with their probabilities
    * (softmax of the logits), most likely first.
    */
-  predict(inputIds: Tensor | number[][], options: { k?: number; attentionMask?: Tensor | number[][] } = {}): Prediction[][] {
+  predict(inputIds: HookedInput, options: { k?: number; attentionMask?: Tensor | number[][] } = {}): Prediction[][] {
     const k = options.k ?? 5;
     if (!Number.isInteger(k) || k < 1) throw new InvalidArgumentError(`HookedModel.predict: k must be a positive integer, got ${k}`);
     const logits = this.forward(inputIds, { targetTokenPositions: ['last'], attentionMask: options.attentionMask }).tensor('logits');
@@ -205,7 +259,7 @@ export class HookedModel {
    * position axis; with `avg`, `info: 'avg'` too) and `logits` at the target positions (never
    * averaged over positions, as in easyroutine).
    */
-  forward(inputIds: Tensor | number[][], options: HookedForwardOptions = {}): ActivationCache {
+  forward(inputIds: HookedInput, options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);
     let output: Tensor | null;
     try {
@@ -218,7 +272,7 @@ export class HookedModel {
   }
 
   /** {@link HookedModel.forward} on the model's inference thread; `signal` cancels between hooks. */
-  async forwardAsync(inputIds: Tensor | number[][], options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
+  async forwardAsync(inputIds: HookedInput, options: HookedForwardOptions & { signal?: AbortSignal } = {}): Promise<ActivationCache> {
     checkSignal(options.signal, 'HookedModel.forwardAsync');
     return this.#runAsync(this.#plan(inputIds, options), options.signal);
   }
@@ -249,7 +303,7 @@ export class HookedModel {
       using _deferred = merged.deferredMode();
       for await (const batch of batches as AsyncIterable<ExtractionBatch>) {
         options.signal?.throwIfAborted();
-        const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) ? { inputIds: batch, attentionMask: undefined, pivotPositions: undefined } : batch;
+        const { inputIds, attentionMask, pivotPositions } = batch instanceof Tensor || Array.isArray(batch) || typeof batch === 'string' ? { inputIds: batch as HookedInput, attentionMask: undefined, pivotPositions: undefined } : (batch as Exclude<ExtractionBatch, HookedInput>);
         const plan = this.#plan(inputIds, { ...options, attentionMask: attentionMask ?? options.attentionMask, pivotPositions: pivotPositions ?? options.pivotPositions }, running);
         merged.cat(await this.#runAsync(plan, options.signal));
         options.onProgress?.(++done, total);
@@ -271,8 +325,12 @@ export class HookedModel {
     return plan.finish(output);
   }
 
-  #plan(inputIds: Tensor | number[][], options: HookedForwardOptions, running?: RunningAverages): Plan {
-    const { ids, mask } = batchOf(inputIds, options.attentionMask);
+  #plan(input: HookedInput, options: HookedForwardOptions, running?: RunningAverages): Plan {
+    const inputIds = this.#tokenRows(input, 'HookedModel.forward');
+    if (inputIds !== input && options.attentionMask !== undefined) {
+      throw new InvalidArgumentError('HookedModel.forward: attentionMask cannot be given with text prompts; the mask of their left padding is built');
+    }
+    const { ids, mask } = batchOf(inputIds, options.attentionMask, this.tokenizer?.padTokenId ?? 0);
     const [batch, seq] = ids.shape as [number, number];
     const config = extractionConfig(options.extractionConfig ?? {});
     const specs = options.targetTokenPositions ?? ['all'];
