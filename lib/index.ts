@@ -57,6 +57,18 @@ export {
   type HookedInput,
   type Prediction,
 } from './easyroutine/hooked-model';
+export {
+  residualPatchingSweep,
+  headPatchingSweep,
+  logitDifference,
+  type PatchingMetric,
+  type PatchingSweep,
+  type PatchingSweepOptions,
+  type ResidualSite,
+  type LabelledGrid,
+} from './easyroutine/patching';
+export { attentionPatternsPage, type AttentionPageOptions } from './plots/attention';
+export { patchingPage, logitLensPage, type LensCell, type LensTable } from './plots/tables';
 export { loadTokenizer, type Tokenizer, type TextTokenizer } from './easyroutine/tokenization';
 export type { Intervention, InterventionType } from './easyroutine/interventions';
 export { detectArchitecture } from './easyroutine/architecture/detect';

@@ -369,6 +369,65 @@ def build_bundled(out_dir: str):
         torch.jit.save(torch.jit.trace(model, example), os.path.join(out_dir, "tiny-gpt.pt"))
 
 
+PATCHING = dict(
+    clean=[[3, 17, 40, 9, 22, 51, 8, 30], [12, 5, 33, 60, 2, 44, 19, 27]],
+    corrupted=[[3, 17, 11, 9, 22, 7, 8, 30], [12, 5, 58, 60, 2, 36, 19, 27]],
+    correct=[40, 33],
+    wrong=[11, 58],
+)
+
+
+def build_patching(out_dir: str):
+    """Activation patching sweeps done by hand with PyTorch hooks on the nn.Module of the llama
+    family (the model in llama_traced.pt): the corrupted batch is run with one activation taken from
+    the clean run, and the metric is the logit difference correct - wrong at the last position,
+    averaged over rows. resid: each block's input at one position (TransformerLens's resid_pre sweep);
+    heads: one head's output before o_proj (its slice of o_proj's input) at every position."""
+    spec = FAMILIES["llama"]
+    torch.manual_seed(spec["seed"])
+    model = spec["cls"](**spec["config"]).eval()
+    clean, corrupted = torch.tensor(PATCHING["clean"]), torch.tensor(PATCHING["corrupted"])
+    rows = torch.arange(clean.shape[0])
+    correct, wrong = torch.tensor(PATCHING["correct"]), torch.tensor(PATCHING["wrong"])
+
+    def metric(logits):
+        last = logits[:, -1]
+        return (last[rows, correct] - last[rows, wrong]).mean().item()
+
+    layers = model.model.layers
+    head_dim = layers[0].self_attn.head_dim
+    n_heads = spec["config"]["n_heads"]
+    block_inputs, head_inputs = {}, {}
+    handles = [layer.register_forward_pre_hook(lambda m, args, i=i: block_inputs.__setitem__(i, args[0].clone())) for i, layer in enumerate(layers)]
+    handles += [layer.self_attn.o_proj.register_forward_pre_hook(lambda m, args, i=i: head_inputs.__setitem__(i, args[0].clone())) for i, layer in enumerate(layers)]
+    with torch.no_grad():
+        clean_metric = metric(model(clean))
+    for h in handles:
+        h.remove()
+
+    def patched(module, edit):
+        handle = module.register_forward_pre_hook(lambda m, args: (edit(args[0].clone()),))
+        with torch.no_grad():
+            value = metric(model(corrupted))
+        handle.remove()
+        return value
+
+    def set_position(x, i, p):
+        x[:, p] = block_inputs[i][:, p]
+        return x
+
+    def set_head(x, i, h):
+        x[..., h * head_dim : (h + 1) * head_dim] = head_inputs[i][..., h * head_dim : (h + 1) * head_dim]
+        return x
+
+    resid = [[patched(layer, lambda x, i=i, p=p: set_position(x, i, p)) for p in range(clean.shape[1])] for i, layer in enumerate(layers)]
+    heads = [[patched(layer.self_attn.o_proj, lambda x, i=i, h=h: set_head(x, i, h)) for h in range(n_heads)] for i, layer in enumerate(layers)]
+    with torch.no_grad():
+        corrupted_metric = metric(model(corrupted))
+    with open(os.path.join(out_dir, "llama_patching.json"), "w") as f:
+        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads}, f)
+
+
 def build_with_tokenizer(out_dir: str):
     """The bundled model saved again with a tokenizer in its archive, as `easyroutine export` embeds
     one: test/fixtures/word-tokenizer.json (words w1..w62, BOS 0 added, '<pad>' 63) and its config."""
@@ -401,6 +460,7 @@ def main(argv: List[str]):
     build_branchy(out_dir)
     build_induction(out_dir)
     build_with_tokenizer(out_dir)
+    build_patching(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
         build_sdpa(out_dir)
     with open(os.path.join(out_dir, "STAMP"), "w") as f:

@@ -219,6 +219,13 @@ export class HookedModel {
     return input as Tensor | number[][];
   }
 
+  /** The token ids of a prompt as the tokenizer encodes it, with the special tokens it adds (TransformerLens's `to_tokens`, unpadded). */
+  toTokens(text: string): number[] {
+    const caller = 'HookedModel.toTokens';
+    if (typeof text !== 'string') throw new InvalidArgumentError(`${caller}: expected a string, got ${describeValue(text)}`);
+    return encodeText(this.#textTokenizer(caller), text, caller);
+  }
+
   /**
    * Each token as text (needs a tokenizer): of these ids, or of a prompt as the tokenizer encodes it
    * (with the special tokens it adds), as TransformerLens's `to_str_tokens`.
