@@ -10,8 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HookedModel, describeArchitecture, runtimeInfo, tensor } from '../dist/index.mjs';
-import { ablatedLoss, extractPatterns, headScores, heatmapPage, repeatedHalfLoss, repeatedSequences } from './induction-study.mjs';
+import { HookedModel, attentionPatternsPage, describeArchitecture, runtimeInfo, tensor } from '../dist/index.mjs';
+import { ablatedLoss, extractPatterns, headScores, heatmapNote, repeatedHalfLoss, repeatedSequences } from './induction-study.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const file = path.join(root, 'models', 'induction-2l.pt');
@@ -63,13 +63,15 @@ const page = path.join(root, 'demo-output', 'induction-heads.html');
 fs.mkdirSync(path.dirname(page), { recursive: true });
 fs.writeFileSync(
   page,
-  heatmapPage({
+  attentionPatternsPage(cache, {
     title: `Induction heads of ${path.basename(file)}`,
-    cache,
-    shown,
-    labels: rows[0].map((t, i) => (i === 0 ? 'BOS' : String(t))),
-    half,
-    note: `Repeated-half loss over ${batch} sequences: ${baseline.toFixed(3)} nats; with ${topInduction.name} zero-ablated ${ablations[0].loss.toFixed(3)}, with every induction head ablated ${ablations[1].loss.toFixed(3)}, with ${topPrevious.name} ablated ${ablations[2].loss.toFixed(3)}.`,
+    heads: shown.map((h) => [h.layer, h.head]),
+    tokens: rows[0].map((t, i) => (i === 0 ? 'BOS' : String(t))),
+    note: heatmapNote({
+      shown,
+      half,
+      note: `Repeated-half loss over ${batch} sequences: ${baseline.toFixed(3)} nats; with ${topInduction.name} zero-ablated ${ablations[0].loss.toFixed(3)}, with every induction head ablated ${ablations[1].loss.toFixed(3)}, with ${topPrevious.name} ablated ${ablations[2].loss.toFixed(3)}.`,
+    }),
   }),
 );
 console.log(`\nheatmaps of ${shown.map((h) => h.name).join(', ')}: ${page}`);

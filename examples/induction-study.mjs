@@ -78,44 +78,15 @@ export function ablatedLoss(model, ids, rows, half, heads) {
   return loss;
 }
 
-function escape(text) {
-  return String(text).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
-}
-
 /**
- * A self-contained HTML page (inline SVG: no script, no network) with the pattern of each head in
- * `shown` on batch row 0, token labels on both axes.
+ * What the heatmap page of the `shown` heads says under its title: what the sequence is, what an
+ * induction and a previous-token head look like on it, and each head's scores.
  */
-export function heatmapPage({ title, cache, shown, labels, half, note }) {
-  const seq = labels.length;
-  const cell = 16;
-  const margin = 34;
-  const heatmap = (h) => {
-    const pattern = cache.tensor(`pattern_L${h.layer}H${h.head}`).toFloat32Array();
-    const size = margin + seq * cell;
-    const parts = [];
-    for (let q = 0; q < seq; q++) {
-      for (let k = 0; k < seq; k++) {
-        const v = pattern[q * seq + k];
-        const shade = Math.round(255 * (1 - Math.min(1, v)));
-        parts.push(`<rect x="${margin + k * cell}" y="${margin + q * cell}" width="${cell}" height="${cell}" fill="rgb(${shade},${shade},255)"><title>query ${q} (${escape(labels[q])}) → key ${k} (${escape(labels[k])}): ${v.toFixed(3)}</title></rect>`);
-      }
-      parts.push(`<text x="${margin - 3}" y="${margin + q * cell + 12}" text-anchor="end">${escape(labels[q])}</text>`);
-      parts.push(`<text transform="translate(${margin + q * cell + 11},${margin - 3}) rotate(-90)">${escape(labels[q])}</text>`);
-    }
-    return `<figure><figcaption><b>${h.name}</b>: induction ${h.induction.toFixed(3)}, previous-token ${h.previous.toFixed(3)}</figcaption>
-<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size}" font-size="9" font-family="monospace">${parts.join('')}</svg></figure>`;
-  };
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:80em}figure{display:inline-block;margin:0 2em 2em 0;vertical-align:top}figcaption{margin-bottom:.5em}</style></head>
-<body><h1>${escape(title)}</h1>
-<p>Attention patterns on one sequence: BOS, ${half} random tokens, the same ${half} tokens again. Rows are queries and
-columns keys, labelled with token ids; darker is more attention. An induction head attends from each repeated token to
-the token that followed its first occurrence (the stripe ${half - 1} below the diagonal); a previous-token head attends
-to the position just before (the first sub-diagonal). Hover a cell for its value.</p>
-${shown.map(heatmap).join('\n')}
-<p>${escape(note)}</p>
-</body></html>
-`;
+export function heatmapNote({ shown, half, note }) {
+  const scores = shown.map((h) => `${h.name}: induction ${h.induction.toFixed(3)}, previous-token ${h.previous.toFixed(3)}`).join('; ');
+  return (
+    `One sequence: BOS, ${half} random tokens, the same ${half} tokens again. An induction head attends from each repeated token ` +
+    `to the token that followed its first occurrence (the stripe ${half - 1} below the diagonal); a previous-token head attends ` +
+    `to the position just before (the first sub-diagonal). Hover a cell for its value. ${scores}. ${note}`
+  );
 }

@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HookedModel, tensor } from '../lib/index';
+import { HookedModel, attentionPatternsPage, tensor } from '../lib/index';
 // @ts-expect-error: a plain ES module without types
 import * as study from '../examples/induction-study.mjs';
 import { decode, maxAbsDiff, reference, root, type EncodedTensor } from './helpers';
@@ -58,15 +58,18 @@ describe('the induction-head study on the bundled model', () => {
     expect(loss([{ layer: 0, head: 0 }])).toBeCloseTo(ref.losses['L0H0']!, 4);
   });
 
-  it('writes a self-contained heatmap page with token labels on both axes', () => {
+  it("writes the demo's self-contained heatmap page with token labels on both axes", () => {
     const scores = study.headScores(cache, model.architecture, ref.half);
     const labels = ref.input_ids[0]!.map((t, i) => (i === 0 ? 'BOS' : String(t)));
-    const html = study.heatmapPage({ title: 'test', cache, shown: scores.slice(4, 6), labels, half: ref.half, note: 'n' }) as string;
+    const shown = scores.slice(4, 6) as { layer: number; head: number; name: string }[];
+    const note = study.heatmapNote({ shown, half: ref.half, note: 'n' }) as string;
+    expect(note).toMatch(new RegExp(`${shown[0]!.name}: induction \\d\\.\\d{3}, previous-token \\d\\.\\d{3}`));
+    const html = attentionPatternsPage(cache, { heads: shown.map((h) => [h.layer, h.head] as [number, number]), tokens: labels, note });
     expect(html).not.toMatch(/<script|src=|href=|@import/i);
-    expect(html.match(/<svg /g)).toHaveLength(2);
-    expect(html.match(/<rect /g)).toHaveLength(2 * labels.length * labels.length);
+    expect(html.match(/<svg [^>]*class="heatmap"/g)).toHaveLength(2);
+    expect(html.match(/class="cell/g)).toHaveLength(2 * labels.length * labels.length);
     // every label twice per heatmap: once on each axis
-    expect(html.match(/>BOS<\/text>/g)).toHaveLength(4);
+    expect(html.match(/>0 BOS<\/text>/g)).toHaveLength(4);
     expect(fs.existsSync(path.join(root, 'models', 'induction-2l.json'))).toBe(true);
   });
 });

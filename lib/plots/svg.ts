@@ -107,7 +107,7 @@ function labelWidth(labels: string[]): number {
  * `class="cell masked"` and `data-row`, `data-column`, `data-value`.
  */
 export function heatmapSvg(map: Heatmap): string {
-  const cell = map.cell ?? Math.max(8, Math.min(28, Math.floor(420 / Math.max(map.rows, map.columns))));
+  const cell = map.cell ?? Math.max(8, Math.min(20, Math.floor(300 / Math.max(map.rows, map.columns))));
   const left = labelWidth(map.rowLabels) + 22;
   const top = 8;
   const gridWidth = cell * map.columns;
