@@ -68,6 +68,7 @@ export {
   type LabelledGrid,
 } from './easyroutine/patching';
 export { attentionPatternsPage, type AttentionPageOptions } from './plots/attention';
+export { cacheReportPage } from './plots/report';
 export { patchingPage, logitLensPage, type LensCell, type LensTable } from './plots/tables';
 export { loadTokenizer, type Tokenizer, type TextTokenizer } from './easyroutine/tokenization';
 export type { Intervention, InterventionType } from './easyroutine/interventions';

@@ -138,6 +138,11 @@ describe.skipIf(!chromium)('plot pages, drawn by headless Chromium', () => {
     const byMagnitude = [...cells].sort((a, b) => Math.abs(Number(a.value)) - Math.abs(Number(b.value)));
     expect(darkness(byMagnitude.at(-1)!.fill)).toBeGreaterThan(darkness(byMagnitude[0]!.fill));
     expect(drawn.texts.filter((t) => t.cls.includes('axis-title')).map((t) => t.text)).toEqual(['position', 'layer', 'head', 'layer']);
+    // every label whole inside its SVG (a negative tick's minus sign too), each scale above its heatmap
+    for (const t of drawn.texts.filter((x) => x.svg.width > 0)) expect(inside(t.box, t.svg), `${t.text} is outside its svg`).toBe(true);
+    const firstCell = (kind: string) => Math.min(...drawn.cells.filter((c) => c.figure?.includes(kind)).map((c) => c.box.y));
+    expect(drawn.legendBars[0]!.y + drawn.legendBars[0]!.height).toBeLessThan(firstCell('position'));
+    expect(drawn.legendBars[1]!.y + drawn.legendBars[1]!.height).toBeLessThan(firstCell('head'));
   });
 
   it('logit lens: a table cell per layer and position, shaded by probability', () => {

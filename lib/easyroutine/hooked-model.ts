@@ -219,6 +219,21 @@ export class HookedModel {
     return input as Tensor | number[][];
   }
 
+  /**
+   * Every hook point's shape on this input (null where the value is no tensor), as
+   * {@link Model.hookPointShapes}, with the attention mask where the export takes one.
+   */
+  hookPointShapes(input: HookedInput): Map<string, number[] | null> {
+    const { ids, mask } = batchOf(this.#tokenRows(input, 'HookedModel.hookPointShapes'), undefined, this.tokenizer?.padTokenId ?? 0);
+    const maskArgument = !this.#takesMask ? undefined : mask === undefined ? fullMask(ids) : tensor(mask as number[][], { dtype: 'int64' });
+    try {
+      return this.model.hookPointShapes(maskArgument ? [ids, maskArgument] : [ids]);
+    } finally {
+      if (ids !== input) ids.dispose();
+      maskArgument?.dispose();
+    }
+  }
+
   /** The token ids of a prompt as the tokenizer encodes it, with the special tokens it adds (TransformerLens's `to_tokens`, unpadded). */
   toTokens(text: string): number[] {
     const caller = 'HookedModel.toTokens';

@@ -73,6 +73,12 @@ function axisOf(cache: ActivationCache, size: number, options: AttentionPageOpti
  * ```
  */
 export function attentionPatternsPage(cache: ActivationCache, options: AttentionPageOptions = {}): string {
+  const { body, note } = attentionPatternsSection(cache, options);
+  return htmlPage(options.title ?? 'Attention patterns', body, [options.note, note].filter(Boolean).join(' '));
+}
+
+/** @internal The page's body (legend and grid) and what it says of itself, for pages that include it. */
+export function attentionPatternsSection(cache: ActivationCache, options: AttentionPageOptions = {}): { body: string; note: string } {
   const wanted = options.heads && new Set(options.heads.map(([l, h]) => `${l},${h}`));
   const heads = cache
     .keys()
@@ -105,6 +111,6 @@ export function attentionPatternsPage(cache: ActivationCache, options: Attention
     return `<section class="layer"><h2>Layer ${layer}</h2><div class="grid">${figures.join('\n')}</div></section>`;
   });
   const how = causal ? 'Hatched cells are keys after the query, masked by causal attention.' : 'Hatched cells are exactly 0, as masked scores give.';
-  const note = [options.note, `Batch row ${batchIndex}; ${heads.length} heads. Rows are query positions, columns key positions, each labelled with its position and token. ${how}`].filter(Boolean).join(' ');
-  return htmlPage(options.title ?? 'Attention patterns', `${legendSvg(scale, true)}\n${sections.join('\n')}`, note);
+  const note = `Batch row ${batchIndex}; ${heads.length} heads. Rows are query positions, columns key positions, each labelled with its position and token. ${how}`;
+  return { body: `${legendSvg(scale, true)}\n${sections.join('\n')}`, note };
 }

@@ -25,7 +25,7 @@ body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; background: 
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 15px; margin: 0 0 4px; }
 p.note { color: #555; max-width: 70em; margin: 4px 0 16px; }
 .grid { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
-figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 2px; }
+figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 2px; } figure svg { display: block; }
 svg text { font: 11px system-ui, sans-serif; fill: #222; }
 svg text.axis-title { font-size: 12px; font-weight: 600; }
 table.lens { border-collapse: collapse; } table.lens th, table.lens td { border: 1px solid #ccc; padding: 3px 6px; font: 12px ui-monospace, monospace; text-align: left; }
@@ -146,6 +146,9 @@ export function heatmapSvg(map: Heatmap): string {
   return parts.join('\n');
 }
 
+/** Room left of the colour bar, for half of its first tick's label ("-0.95"). */
+const LEGEND_LEFT = 24;
+
 /** A horizontal colour bar with five ticks and the scale's label, and a swatch for masked cells when `withMasked`. */
 export function legendSvg(scale: ColourScale, withMasked: boolean, id = 'scale'): string {
   const width = 260;
@@ -155,12 +158,12 @@ export function legendSvg(scale: ColourScale, withMasked: boolean, id = 'scale')
   }).join('');
   const ticks = Array.from({ length: 5 }, (_, i) => {
     const v = scale.min + ((scale.max - scale.min) * i) / 4;
-    const x = 10 + (width * i) / 4;
+    const x = LEGEND_LEFT + (width * i) / 4;
     return `<line x1="${x}" y1="30" x2="${x}" y2="35" stroke="#444"/><text class="tick" x="${x}" y="47" text-anchor="middle">${escapeHtml(formatNumber(v))}</text>`;
   }).join('');
-  const masked = withMasked ? `<rect class="legend-masked" x="${width + 40}" y="14" width="16" height="16" fill="url(#masked)" stroke="#888" stroke-width="0.5"/><text x="${width + 62}" y="26">masked (no attention allowed)</text>` : '';
-  const total = width + (withMasked ? 260 : 30);
+  const masked = withMasked ? `<rect class="legend-masked" x="${width + 54}" y="14" width="16" height="16" fill="url(#masked)" stroke="#888" stroke-width="0.5"/><text x="${width + 76}" y="26">masked (no attention allowed)</text>` : '';
+  const total = width + 2 * LEGEND_LEFT + (withMasked ? 250 : 0);
   return `<svg xmlns="http://www.w3.org/2000/svg" class="legend" width="${total}" height="56" viewBox="0 0 ${total} 56"><defs><linearGradient id="${id}">${stops}</linearGradient></defs>
-<text class="legend-label" x="10" y="10">${escapeHtml(scale.label)}</text>
-<rect class="colour-bar" x="10" y="14" width="${width}" height="16" fill="url(#${id})" stroke="#888" stroke-width="0.5"/>${ticks}${masked}</svg>`;
+<text class="legend-label" x="${LEGEND_LEFT}" y="10">${escapeHtml(scale.label)}</text>
+<rect class="colour-bar" x="${LEGEND_LEFT}" y="14" width="${width}" height="16" fill="url(#${id})" stroke="#888" stroke-width="0.5"/>${ticks}${masked}</svg>`;
 }
