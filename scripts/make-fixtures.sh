@@ -11,7 +11,7 @@ if "$python" -c 'import transformers' 2>/dev/null; then
   version="$version transformers $("$python" -c 'import transformers; print(transformers.__version__)')"
 fi
 fresh=1
-for script in test/fixtures/word-tokenizer.json test/fixtures/word-tokenizer_config.json scripts/make_fixtures.py scripts/reference_models.py scripts/make_hf_fixtures.py python/easyroutine_export.py; do
+for script in scripts/make_fixtures.py scripts/reference_models.py scripts/make_hf_fixtures.py python/easyroutine_export.py; do
   [ "$out/STAMP" -nt "$script" ] || fresh=0
 done
 if [ -f "$out/STAMP" ] && [ "$(cat "$out/STAMP")" = "$version" ] && [ "$fresh" = 1 ]; then

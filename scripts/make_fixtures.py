@@ -428,15 +428,6 @@ def build_patching(out_dir: str):
         json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads}, f)
 
 
-def build_with_tokenizer(out_dir: str):
-    """The bundled model saved again with a tokenizer in its archive, as `easyroutine export` embeds
-    one: test/fixtures/word-tokenizer.json (words w1..w62, BOS 0 added, '<pad>' 63) and its config."""
-    here = os.path.dirname(__file__)
-    files = {name: open(os.path.join(here, "..", "test", "fixtures", f"word-{name}"), encoding="utf-8").read() for name in ("tokenizer.json", "tokenizer_config.json")}
-    model = torch.jit.load(os.path.join(here, "..", "models", "induction-2l.pt"))
-    torch.jit.save(model, os.path.join(out_dir, "induction-with-tokenizer.pt"), _extra_files=files)
-
-
 def main(argv: List[str]):
     # Shapes are fixed per fixture, so the tracer's notes on Python numbers are expected.
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -459,7 +450,6 @@ def main(argv: List[str]):
     build_manifest(out_dir)
     build_branchy(out_dir)
     build_induction(out_dir)
-    build_with_tokenizer(out_dir)
     build_patching(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
         build_sdpa(out_dir)

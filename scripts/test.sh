@@ -26,6 +26,9 @@ fi
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 
+echo "== API docs (typedoc; a warning, e.g. an undocumented export, fails)"
+npx typedoc --logLevel Error
+
 echo "== vitest (libtorch $(node -p "require('./dist').runtimeInfo().libtorchVersion"))"
 npx vitest run
 

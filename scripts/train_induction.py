@@ -76,7 +76,10 @@ def main():
     print(f"held-out repeated-half loss {held_out:.4f} (uniform guess: {math.log(CONFIG['vocab'] - 1):.2f})")
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # the constant 1/sqrt(head size)
     traced = torch.jit.trace(model, repeated_batch(torch.Generator().manual_seed(1), 1))
-    torch.jit.save(traced, out)
+    # its tokenizer (words w1..w62 for the ids, BOS 0 added, '<pad>' 63), as `easyroutine export` embeds one
+    here = os.path.dirname(__file__)
+    tokenizer = {name: open(os.path.join(here, "..", "models", f"induction-2l-{name}"), encoding="utf-8").read() for name in ("tokenizer.json", "tokenizer_config.json")}
+    torch.jit.save(traced, out, _extra_files=tokenizer)
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
         json.dump({"config": CONFIG, "training": TRAINING, "torch": torch.__version__, "history": history, "held_out_repeated_half_loss": round(held_out, 4)}, f, indent=2)
         f.write("\n")

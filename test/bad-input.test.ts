@@ -149,7 +149,7 @@ const AREAS: Record<string, Case[]> = {
   HookedModel: [
     c('forward of no rows', `ctx.hm.forward([])`, 'InvalidArgumentError', /at least one row/),
     c('forward of an empty row', `ctx.hm.forward([[]])`, 'InvalidArgumentError', /at least one token/),
-    c('forward of a string', `ctx.hm.forward('hello')`, 'InvalidArgumentError', /inputIds must be/),
+    c('forward of a string, on a model without a tokenizer', `ctx.hm.forward('hello')`, 'InvalidArgumentError', /text needs a tokenizer, and this model has none/),
     c('an unknown config field', `ctx.hm.forward(ctx.ids(), { extractionConfig: { extractResidOutt: true } })`, 'InvalidArgumentError', /extractResidOutt/),
     c('a config flag that is not a boolean', `ctx.hm.forward(ctx.ids(), { extractionConfig: { extractResidOut: 'yes' } })`, 'InvalidArgumentError', /extractResidOut/),
     c('attnHeads naming a missing layer', `ctx.hm.forward(ctx.ids(), { extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 9, head: 0 }] } })`, 'InvalidArgumentError', /layer 9 does not exist/),

@@ -325,7 +325,7 @@ describe('hook API', () => {
 describe('scripted control flow: shared types, attribute-driven branches, sub-blocks, dict outputs', () => {
   const refs = reference<HookReference>('branchy_hooks.json');
   const ids = tensor(refs.input_ids!, { dtype: 'int64' });
-  const model = loadModel(fixture('branchy_scripted.pt'));
+  const model = loadModel<Record<string, Tensor>>(fixture('branchy_scripted.pt'));
 
   it('finds attention inside a branch of each instance and sees what Python sees', () => {
     const names = model.hookPoints().map((p) => p.name);

@@ -155,6 +155,22 @@ describe('model behaviour', () => {
     expectThrows(() => gpt.forward(3), InvalidArgumentError, /argument 0 '\w+': expected Tensor, got a number/);
   });
 
+  it("types forward's output: a Tensor by default, what loadModel is told otherwise (npm test typechecks this file)", async () => {
+    using model = loadModel(fixture('gpt2_traced.pt'));
+    // compiles without a cast: the default output is a Tensor
+    const logits = model.forward(input());
+    expect(logits.shape).toEqual([2, 8, 64]);
+    const later = await model.forwardAsync(input());
+    expect(later.shape).toEqual([2, 8, 64]);
+    const none: null = model.forward(input(), { output: false });
+    expect(none).toBeNull();
+    using wide = loadModel<ModelOutput>(fixture('gpt2_traced.pt'));
+    // @ts-expect-error the union has no shape until it is narrowed
+    expect(wide.forward(input()).shape).toEqual([2, 8, 64]);
+    const out = wide.forward(input());
+    if (out instanceof Tensor) expect(out.rank).toBe(3);
+  });
+
   it('fails use after dispose with DisposedError', async () => {
     const model = loadModel(fixture('gpt2_traced.pt'));
     model.dispose();
@@ -214,7 +230,7 @@ describe('model behaviour', () => {
 });
 
 describe('structured inputs and outputs', () => {
-  const model = loadModel(fixture('structured.pt'));
+  const model = loadModel<ModelOutput[]>(fixture('structured.pt'));
   const x = tensor([1, 2, 3]);
   const a = tensor([10, 20, 30]);
   const b = tensor([1, 1, 1]);
@@ -255,11 +271,11 @@ describe('structured inputs and outputs', () => {
   });
 
   it('returns non-string-keyed dicts as Maps and traced tuples as arrays', () => {
-    const intKeyed = loadModel(fixture('int_keyed.pt')).forward(x) as Map<number, Tensor>;
+    const intKeyed = loadModel<Map<number, Tensor>>(fixture('int_keyed.pt')).forward(x);
     expect(intKeyed).toBeInstanceOf(Map);
     expect(intKeyed.get(1)!.toArray()).toEqual([2, 3, 4]);
     const ref = reference<{ x: number[]; y0: number[]; y1: number[] }>('tuple_traced.json');
-    const [y0, y1] = loadModel(fixture('tuple_traced.pt')).forward(tensor(new Float32Array(ref.x), [2, 4])) as Tensor[];
+    const [y0, y1] = loadModel<Tensor[]>(fixture('tuple_traced.pt')).forward(tensor(new Float32Array(ref.x), [2, 4]));
     expect(maxAbsDiff(y0!, ref.y0)).toBeLessThan(1e-6);
     expect(maxAbsDiff(y1!, ref.y1)).toBeLessThan(1e-6);
   });

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HookedModel, InvalidArgumentError, attentionPatternsPage, headPatchingSweep, logitDifference, logitLensPage, patchingPage, residualPatchingSweep } from '../lib/index';
-import { expectThrows, fixture } from './helpers';
+import { expectThrows, fixture, root } from './helpers';
 
 function findChromium(): string | null {
   for (const name of ['chromium', 'chromium-browser', 'google-chrome']) {
@@ -72,7 +72,7 @@ const darkness = (css: string) => {
 };
 
 describe.skipIf(!chromium)('plot pages, drawn by headless Chromium', () => {
-  const model = HookedModel.load(fixture('induction-with-tokenizer.pt'));
+  const model = HookedModel.load(path.join(root, 'models', 'induction-2l.pt'));
   afterAll(() => model.dispose());
 
   it('attention patterns: every head, values as colours, masked cells hatched, labelled axes, a colour scale', () => {
@@ -156,7 +156,7 @@ describe.skipIf(!chromium)('plot pages, drawn by headless Chromium', () => {
 
 describe('plot pages: bad input', () => {
   it('names what is wrong', () => {
-    using model = HookedModel.load(fixture('induction-with-tokenizer.pt'));
+    using model = HookedModel.load(path.join(root, 'models', 'induction-2l.pt'));
     const noPatterns = model.forward('w1 w2');
     expectThrows(() => attentionPatternsPage(noPatterns), InvalidArgumentError, /no pattern_L\{l\}H\{h\} keys; extract them with extractionConfig: \{ extractAttnPattern: true \}/);
     const cache = model.forward('w1 w2', { extractionConfig: { extractAttnPattern: true } });

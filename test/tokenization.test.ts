@@ -7,10 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HookedModel, InvalidArgumentError, MissingDependencyError, loadTokenizer, tensor, type Tokenizer } from '../lib/index';
-import { decode, expectThrows, fixture, fixtures, root, type EncodedTensor } from './helpers';
+import { decode, expectThrows, fixtures, root, type EncodedTensor } from './helpers';
 
-const wordTokenizer = fs.readFileSync(path.join(root, 'test', 'fixtures', 'word-tokenizer.json'), 'utf8');
-const wordConfig = fs.readFileSync(path.join(root, 'test', 'fixtures', 'word-tokenizer_config.json'), 'utf8');
+// the bundled model's tokenizer: words w1..w62 for its ids, BOS 0 added, '<pad>' 63
+const bundled = path.join(root, 'models', 'induction-2l.pt');
+const wordTokenizer = fs.readFileSync(path.join(root, 'models', 'induction-2l-tokenizer.json'), 'utf8');
+const wordConfig = fs.readFileSync(path.join(root, 'models', 'induction-2l-tokenizer_config.json'), 'utf8');
 const BOS = 0;
 const PAD = 63;
 
@@ -35,8 +37,8 @@ describe('loadTokenizer', () => {
 });
 
 describe('HookedModel with string prompts', () => {
-  const embedded = HookedModel.load(fixture('induction-with-tokenizer.pt'));
-  const plain = HookedModel.load(path.join(root, 'models', 'induction-2l.pt'));
+  const embedded = HookedModel.load(bundled);
+  const plain = HookedModel.load(path.join(root, 'models', 'tiny-gpt.pt'));
   afterAll(() => {
     embedded.dispose();
     plain.dispose();
@@ -54,7 +56,7 @@ describe('HookedModel with string prompts', () => {
     const cache = embedded.forward(['w5 w7 w9', 'w3'], options);
     const ids = [[BOS, 5, 7, 9], [PAD, PAD, BOS, 3]];
     const mask = [[1, 1, 1, 1], [0, 0, 1, 1]];
-    const byHand = plain.forward(tensor(ids, { dtype: 'int64' }), { ...options, attentionMask: mask });
+    const byHand = embedded.forward(tensor(ids, { dtype: 'int64' }), { ...options, attentionMask: mask });
     expect(cache.tensor('input_ids').toArray()).toEqual([[9, 7], [3, BOS]]);
     for (const key of ['logits', 'resid_out_0', 'resid_out_1']) {
       expect(Array.from(cache.tensor(key).toFloat32Array())).toEqual(Array.from(byHand.tensor(key).toFloat32Array()));
@@ -92,7 +94,7 @@ describe('HookedModel with string prompts', () => {
     expectThrows(() => embedded.forward(['w1 w2'], { attentionMask: [[1, 1, 1]] }), InvalidArgumentError, /attentionMask cannot be given with text prompts/);
     expectThrows(() => embedded.forward('w1 nope'), InvalidArgumentError, /no token id for token 2 of "w1 nope"/);
     const decodeOnly: Tokenizer = { decode: (ids) => ids.join(',') };
-    const decoding = new HookedModel(plain.model, {}, decodeOnly);
+    const decoding = new HookedModel(embedded.model, {}, decodeOnly);
     expectThrows(() => decoding.forward('w1'), InvalidArgumentError, /the tokenizer has no encode\(text\)/);
     expectThrows(() => embedded.toStringTokens(5 as unknown as number[]), InvalidArgumentError, /expected an array of token ids or a string, got a number 5/);
     // a tokenizer given by hand wins over the embedded one
@@ -111,7 +113,7 @@ describe('HookedModel with string prompts', () => {
         return resolve.call(this, request, ...rest);
       };
       const { HookedModel, MissingDependencyError } = require(${JSON.stringify(path.join(root, 'dist'))});
-      const hm = HookedModel.load(${JSON.stringify(fixture('induction-with-tokenizer.pt'))});
+      const hm = HookedModel.load(${JSON.stringify(bundled)});
       const report = { tokenizer: hm.tokenizer === undefined, ids: hm.forward([[0, 5, 7]]).tensor('logits').shape };
       try { hm.forward('w5 w7'); } catch (e) { report.error = { name: e.name, code: e.code, isClass: e instanceof MissingDependencyError, message: e.message }; }
       console.log(JSON.stringify(report));

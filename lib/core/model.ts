@@ -111,8 +111,11 @@ interface PersistentHook {
   hook: Hook;
 }
 
-/** A loaded TorchScript model. Create with {@link loadModel}. */
-export class Model implements Disposable {
+/**
+ * A loaded TorchScript model. Create with {@link loadModel}. `Output` is the type of what forward
+ * returns (see {@link loadModel}).
+ */
+export class Model<Output extends ModelOutput = ModelOutput> implements Disposable {
   readonly #handle: NativeModel;
   #hooks: PersistentHook[] = [];
   #points: Map<string, HookPoint> | undefined;
@@ -176,7 +179,12 @@ export class Model implements Disposable {
    * The TorchScript IR of the graph that runs for this set of points, and how long building it took
    * (built afresh; forwards use a cached one). For inspection and benchmarks.
    */
-  hookedGraph(points: string[]): { graph: string; buildMilliseconds: number } {
+  hookedGraph(points: string[]): {
+    /** The graph's TorchScript IR, with an `easyroutine::tap` at each point. */
+    graph: string;
+    /** How long the passes took to build it. */
+    buildMilliseconds: number;
+  } {
     const { graph, buildMilliseconds } = this.#handle.hookedGraph(points);
     return { graph, buildMilliseconds };
   }
@@ -207,7 +215,12 @@ export class Model implements Disposable {
   }
 
   /** The persistent hooks, in run order. */
-  get hooks(): ReadonlyArray<{ point: string; hook: Hook }> {
+  get hooks(): ReadonlyArray<{
+    /** The hook point's name. */
+    point: string;
+    /** The closure or native hook added there. */
+    hook: Hook;
+  }> {
     return this.#hooks.map(({ point, hook }) => ({ point, hook }));
   }
 
@@ -251,8 +264,10 @@ export class Model implements Disposable {
    * is taken as the only argument); arrays inside it become tuples or lists as the model declares.
    * JS hooks run inline on this thread.
    */
-  forward(inputs: ModelInput | ModelInput[], options: ForwardOptions = {}): ModelOutput {
-    return fromNative(this.#handle.forward(argumentList(inputs), this.#nativeOptions(options)));
+  forward(inputs: ModelInput | ModelInput[], options: ForwardOptions & { output: false }): null;
+  forward(inputs: ModelInput | ModelInput[], options?: ForwardOptions): Output;
+  forward(inputs: ModelInput | ModelInput[], options: ForwardOptions = {}): Output | null {
+    return fromNative(this.#handle.forward(argumentList(inputs), this.#nativeOptions(options))) as Output | null;
   }
 
   /**
@@ -261,7 +276,9 @@ export class Model implements Disposable {
    * JS thread (the forward waits for each), with the forward's grad mode applied; the signal is
    * checked before each hook as well as before the forward starts.
    */
-  async forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions = {}): Promise<ModelOutput> {
+  forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions & { output: false }): Promise<null>;
+  forwardAsync(inputs: ModelInput | ModelInput[], options?: AsyncForwardOptions): Promise<Output>;
+  async forwardAsync(inputs: ModelInput | ModelInput[], options: AsyncForwardOptions = {}): Promise<Output | null> {
     const { signal } = options;
     checkSignal(signal, 'forwardAsync');
     signal?.throwIfAborted();
@@ -269,7 +286,7 @@ export class Model implements Disposable {
     const onAbort = () => token?.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return fromNative(await this.#handle.forwardAsync(argumentList(inputs), this.#nativeOptions(options), token));
+      return fromNative(await this.#handle.forwardAsync(argumentList(inputs), this.#nativeOptions(options), token)) as Output | null;
     } catch (error) {
       if (error instanceof AbortError && signal?.aborted) throw signal.reason;
       throw error;
@@ -323,8 +340,22 @@ export function checkSignal(signal: unknown, caller: string): void {
   }
 }
 
-/** Loads a TorchScript file saved with `torch.jit.save` (traced or scripted). */
-export function loadModel(path: string, options: LoadOptions = {}): Model {
+/**
+ * Loads a TorchScript file saved with `torch.jit.save` (traced or scripted).
+ *
+ * `Output` types what `forward` returns: by default a {@link Tensor}, which is what Hugging Face
+ * exports (`easyroutine export`), nanoGPT and most models return, so `model.forward(ids).shape`
+ * compiles. The file's {@link Model.signature} says what yours returns; for another output, say
+ * so: `loadModel<[Tensor, Tensor]>(path)`, `loadModel<{ logits: Tensor }>(path)`, or
+ * `loadModel<ModelOutput>(path)` to check at run time.
+ * @example
+ * ```ts
+ * using model = loadModel('models/tiny-gpt.pt');
+ * const logits = model.forward(tensor([[1, 2, 3]], { dtype: 'int64' }));
+ * logits.shape; // [1, 3, 64]
+ * ```
+ */
+export function loadModel<Output extends ModelOutput = Tensor>(path: string, options: LoadOptions = {}): Model<Output> {
   if (typeof path !== 'string') throw new InvalidArgumentError('loadModel: path must be a string');
   if (options === null || typeof options !== 'object') throw new InvalidArgumentError(`loadModel: options must be an object ({ device, training, verifyChecksums }), got ${typeof options}`);
   for (const flag of ['training', 'verifyChecksums'] as const) {
@@ -332,5 +363,5 @@ export function loadModel(path: string, options: LoadOptions = {}): Model {
   }
   if (options.device !== undefined && typeof options.device !== 'string') throw new InvalidArgumentError(`loadModel: options.device must be a string such as 'cpu' or 'cuda:0', got ${typeof options.device}`);
   const handle = native.loadModel(path, options.device ?? 'cpu', options.training ?? false, options.verifyChecksums ?? true);
-  return new Model(handle, path);
+  return new Model<Output>(handle, path);
 }

@@ -35,7 +35,16 @@ export interface RuntimeInfo {
    * The libtorch it was chosen for: where it came from (`python (python3)`, `LIBTORCH`, `system`),
    * its library directory and version; null when EASYROUTINE_ADDON named the binary.
    */
-  libtorch: { source: string; libDir: string; version: string; cuda: boolean } | null;
+  libtorch: {
+    /** Where it was found: `LIBTORCH`, `python (python3)` (that Python's torch), or `system` (Debian's). */
+    source: string;
+    /** The directory of its shared libraries. */
+    libDir: string;
+    /** Its version, e.g. `2.13.0`. */
+    version: string;
+    /** Whether it is a CUDA build. */
+    cuda: boolean;
+  } | null;
 }
 
 /** Facts about the loaded addon and libtorch. */

@@ -140,6 +140,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     return value;
   }
 
+  /** Stores a value under `key` (replacing what was there); returns the cache. */
   set(key: string, value: CacheValue): this {
     this.#values.set(key, value);
     return this;
@@ -157,31 +158,38 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     return this.#info.get(key);
   }
 
+  /** Whether `key` is in the cache. */
   has(key: string): boolean {
     return this.#values.has(key);
   }
 
+  /** Removes `key` and its info, without disposing its tensors; whether it was there. */
   delete(key: string): boolean {
     this.#info.delete(key);
     return this.#values.delete(key);
   }
 
+  /** The keys, in insertion order. */
   keys(): string[] {
     return [...this.#values.keys()];
   }
 
+  /** The values, in insertion order. */
   values(): CacheValue[] {
     return [...this.#values.values()];
   }
 
+  /** `[key, value]` pairs, in insertion order. */
   entries(): [string, CacheValue][] {
     return [...this.#values.entries()];
   }
 
+  /** The number of keys. */
   get size(): number {
     return this.#values.size;
   }
 
+  /** Iterates `[key, value]` pairs, as a Map does (`for (const [key, value] of cache)`). */
   [Symbol.iterator](): Iterator<[string, CacheValue]> {
     return this.#values.entries();
   }
@@ -201,6 +209,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     this.#aggregations.set(prefix, fn);
   }
 
+  /** Stops merging keys of `prefix` with the function registered for it. */
   removeAggregation(prefix: string): void {
     this.#aggregations.delete(prefix);
   }
@@ -301,6 +310,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     return out;
   }
 
+  /** The same as `to('cpu')`. */
   cpu(): ActivationCache {
     return this.to('cpu');
   }
@@ -335,6 +345,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     this.#info.clear();
   }
 
+  /** Same as {@link ActivationCache.dispose}, for `using` declarations. */
   [Symbol.dispose](): void {
     this.dispose();
   }

@@ -16,7 +16,8 @@ import type { Tensor } from '../core/tensor';
 /** Positions per batch row (one row applies to every row). */
 export type RowPositions = number[][];
 
-interface Averaging {
+/** How the extraction factories average what they gather. */
+export interface Averaging {
   /** Average consecutive groups of this many positions (easyroutine's `avg`). */
   groups?: number[];
   /** Average over the batch too. */
@@ -87,7 +88,8 @@ export function projectedVectors(options: { positions: RowPositions; weight: Ten
   return nativeHook('project_heads', { ...rest, weight: weight.native, bias: bias?.native });
 }
 
-interface EditValue {
+/** What an intervention factory does to the cells it selects: scale them, or write a patch. */
+export interface EditValue {
   /** Multiply the selected cells (default 0: ablation). */
   factor?: number;
   /** Or write these values, of exactly the selected shape. */

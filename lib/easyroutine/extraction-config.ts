@@ -9,7 +9,9 @@ import { validateTokenPosition, type TokenPosition } from './token-positions';
 
 /** A head of a layer, for {@link ResolvedExtractionConfig.attnHeads}. */
 export interface LayerHead {
+  /** The layer, from 0. */
   layer: number;
+  /** The head in that layer, from 0. */
   head: number;
 }
 

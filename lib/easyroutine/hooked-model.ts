@@ -36,14 +36,25 @@ export type HookedInput = Tensor | number[][] | string | readonly string[];
 
 /** One of the top predictions of {@link HookedModel.predict}. */
 export interface Prediction {
+  /** The token id. */
   token: number;
+  /** Its probability (softmax of the logits at the last real position). */
   probability: number;
   /** The decoded token, when the model has a tokenizer. */
   text?: string;
 }
 
 /** One batch of {@link HookedModel.extractCache}. */
-export type ExtractionBatch = HookedInput | { inputIds: HookedInput; attentionMask?: Tensor | number[][]; pivotPositions?: number[] };
+export type ExtractionBatch =
+  | HookedInput
+  | {
+      /** The batch's ids or prompts. */
+      inputIds: HookedInput;
+      /** Its mask, when the ids are padded (prompts make their own). */
+      attentionMask?: Tensor | number[][];
+      /** Its cut points for `inputs-partition-K` specs. */
+      pivotPositions?: number[];
+    };
 
 /** Options of {@link HookedModel.forward}. */
 export interface HookedForwardOptions {
@@ -116,7 +127,15 @@ function batchOf(inputIds: Tensor | number[][], mask: Tensor | number[][] | unde
   return { ids: tensor(padded, { dtype: 'int64' }), mask: built };
 }
 
-/** A model with easyroutine's extraction API. */
+/**
+ * A model with easyroutine's extraction API.
+ * @example
+ * ```ts
+ * using model = HookedModel.load('models/induction-2l.pt');
+ * const cache = model.forward('w7 w9 w4 w7 w9', { targetTokenPositions: ['last'], extractionConfig: { extractResidOut: true, extractAttnPattern: true } });
+ * cache.tensor('resid_out_1').shape; // [1, 1, 64]
+ * ```
+ */
 export class HookedModel {
   /** The underlying model (its own hooks and forwards still work). */
   readonly model: Model;
@@ -195,6 +214,7 @@ export class HookedModel {
     return this.#embedded ?? undefined;
   }
 
+  /** Sets the tokenizer used from now on (undefined: back to the embedded one, if any). */
   set tokenizer(tokenizer: Tokenizer | undefined) {
     checkTokenizer(tokenizer);
     this.#givenTokenizer = tokenizer;
@@ -280,6 +300,15 @@ export class HookedModel {
    * target positions, under easyroutine's keys, plus `mapping_index` (spec -> indices on the
    * position axis; with `avg`, `info: 'avg'` too) and `logits` at the target positions (never
    * averaged over positions, as in easyroutine).
+   * @example
+   * ```ts
+   * const cache = model.forward([[0, 7, 9, 4, 7, 9]], {
+   *   targetTokenPositions: ['last', [1, 3]],
+   *   extractionConfig: { extractResidOut: true },
+   *   interventions: [{ type: 'full', activation: 'head_out_L1H1', tokenPositions: ['last'], patchingValues: 'ablation' }],
+   * });
+   * cache.get('mapping_index'); // { last: [0], '[1,3]': [1, 2] }
+   * ```
    */
   forward(inputIds: HookedInput, options: HookedForwardOptions = {}): ActivationCache {
     const plan = this.#plan(inputIds, options);
@@ -308,6 +337,15 @@ export class HookedModel {
    * holds the same for the pattern rows weighted per key by the norm of its projected value
    * (easyroutine's extract_avg_value, which it stored under `projected_value_…`). `onProgress(done, total)` is called after each batch; `signal` stops between
    * hooks and batches.
+   * @example
+   * ```ts
+   * const merged = await model.extractCache([['w1 w2 w3', 'w4 w5'], ['w6 w7']], {
+   *   targetTokenPositions: ['last'],
+   *   extractionConfig: { extractResidOut: true },
+   *   onProgress: (done, total) => console.log(`${done}/${total}`),
+   * });
+   * merged.tensor('resid_out_0').shape; // [3, 1, 64]
+   * ```
    */
   async extractCache(batches: Iterable<ExtractionBatch> | AsyncIterable<ExtractionBatch>, options: ExtractCacheOptions = {}): Promise<ActivationCache> {
     checkSignal(options.signal, 'HookedModel.extractCache');

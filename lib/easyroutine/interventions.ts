@@ -24,7 +24,9 @@ export type InterventionType = 'full' | 'columns' | 'rows' | 'grid' | 'columns_p
  * ablation masks with -inf).
  */
 export interface Intervention {
+  /** Which cells: `full` (the positions of a residual, output or q/k/v), or a pattern's `columns`, `rows`, `grid`. */
   type: InterventionType;
+  /** The cache key it acts on, e.g. `resid_out_3`, `pattern_L1H2`, `head_out_L0H1`. */
   activation: string;
   /** The positions edited (`grid`: a pair `[query positions, key positions]`). */
   tokenPositions: TokenPosition[] | [TokenPosition[], TokenPosition[]];

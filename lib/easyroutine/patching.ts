@@ -17,9 +17,13 @@ import type { HookedInput, HookedModel } from './hooked-model';
 export interface LabelledGrid {
   /** `[rows, columns]`: a tensor or rows of numbers. */
   values: Tensor | number[][];
+  /** A label per row (e.g. the layer). */
   rowLabels: string[];
+  /** A label per column (e.g. the position and its token, or the head). */
   columnLabels: string[];
+  /** What the rows are (e.g. "layer"). */
   rowTitle: string;
+  /** What the columns are (e.g. "position", "head"). */
   columnTitle: string;
   /** What a value is (e.g. "logit difference"). */
   metric: string;
@@ -29,6 +33,7 @@ export interface LabelledGrid {
 export interface PatchingMetric {
   /** What it measures, for plots and reports. */
   readonly name: string;
+  /** The metric of the logits at each row's last position, `[batch, vocab]`. */
   compute(lastLogits: Tensor): number;
 }
 
@@ -72,6 +77,7 @@ export interface PatchingSweepOptions {
   clean: HookedInput;
   /** The input that is run, with one clean activation per run. */
   corrupted: HookedInput;
+  /** What is measured on each run (e.g. {@link logitDifference}). */
   metric: PatchingMetric;
   /** `[batch, seq]` 0/1 mask of both inputs, when they are token ids with padding. */
   attentionMask?: Tensor | number[][];
@@ -85,7 +91,9 @@ export interface PatchingSweepOptions {
 export interface PatchingSweep extends LabelledGrid {
   /** `[rows, columns]` float32. */
   values: Tensor;
+  /** The metric of the clean run. */
   cleanMetric: number;
+  /** The metric of the corrupted run, unpatched. */
   corruptedMetric: number;
 }
 

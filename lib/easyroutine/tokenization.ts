@@ -19,7 +19,10 @@ export interface Tokenizer {
   /** The text of these ids. */
   decode(ids: number[]): string;
   /** The ids of a text, with the special tokens the tokenizer adds (e.g. BOS); needed for string prompts. */
-  encode?(text: string): number[] | { ids: number[] };
+  encode?(text: string): number[] | {
+    /** The token ids. */
+    ids: number[];
+  };
   /** The id that fills the left of shorter prompts in a batch (they are masked); default 0. */
   padTokenId?: number;
 }

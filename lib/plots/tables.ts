@@ -51,14 +51,19 @@ export function patchingPage(grids: LabelledGrid[], options: { title?: string; n
 
 /** One cell of a logit-lens table: the top token there and its probability. */
 export interface LensCell {
+  /** The top token's text. */
   token: string;
+  /** Its probability. */
   probability: number;
 }
 
 /** A logit-lens table: a row per layer (or site), a column per position. */
 export interface LensTable {
+  /** A label per row (layer or site). */
   rowLabels: string[];
+  /** A label per column (position and token). */
   columnLabels: string[];
+  /** `rows × columns` cells. */
   cells: LensCell[][];
 }
 

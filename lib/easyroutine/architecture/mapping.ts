@@ -29,31 +29,46 @@ export interface LayerSites {
   parallel?: boolean;
   /** Hook point names of the semantic sites of this layer (absent when the structure lacks them). */
   points: {
+    /** The block's input: the residual stream before the layer. */
     resid_in: string;
+    /** The block's output: the residual stream after the layer. */
     resid_out: string;
     /** The true mid-block residual, resid_in + attn_out: the input of the MLP's norm. */
     resid_mid?: string;
     /** The normalized MLP input (what easyroutine calls resid_mid). */
     mlp_in?: string;
+    /** The attention module's input (after its norm). */
     attn_in: string;
+    /** The attention module's output (after W_O). */
     attn_out: string;
+    /** Queries `[batch, heads, seq, d_head]`, after RoPE where the model applies it. */
     queries: string;
+    /** Keys `[batch, kv_heads, seq, d_head]`. */
     keys: string;
+    /** Values `[batch, kv_heads, seq, d_head]`. */
     values: string;
+    /** Attention scores before the softmax, `[batch, heads, q, k]`. */
     scores: string;
+    /** The attention pattern after the softmax, `[batch, heads, q, k]`. */
     pattern: string;
+    /** Pattern times V per head, before the heads are merged and projected. */
     head_output: string;
+    /** The MLP's output. */
     mlp_out?: string;
   };
 }
 
 /** Where the semantic sites of a model are; what {@link detectArchitecture} returns. */
 export interface ArchitectureMapping {
+  /** The sites of each transformer block, in order. */
   layers: LayerSites[];
   /** Query heads, key/value heads and head size (from the shapes at the attention points). */
   nHeads: number;
+  /** Key/value heads (fewer than nHeads under grouped-query attention). */
   nKvHeads: number;
+  /** The size of one head. */
   dHead: number;
+  /** The residual stream's width. */
   dModel: number;
   /** The final norm module, when found; its input is `last_layernorm`. */
   finalNorm: string | null;
@@ -101,7 +116,10 @@ export function layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, paralle
 }
 
 /** Overrides of {@link detectArchitecture}: any field replaces what detection found. */
-export type ArchitectureOverrides = Partial<Omit<ArchitectureMapping, 'layers'>> & { layers?: Partial<LayerSites>[] };
+export type ArchitectureOverrides = Partial<Omit<ArchitectureMapping, 'layers'>> & {
+  /** Per layer, the sites to replace (by index; a shorter list leaves the later layers as found). */
+  layers?: Partial<LayerSites>[];
+};
 
 /**
  * `mapping` with `overrides` applied: each given layer field replaces the one found for that layer,
