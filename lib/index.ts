@@ -69,7 +69,8 @@ export {
 } from './easyroutine/patching';
 export { attentionPatternsPage, type AttentionPageOptions } from './plots/attention';
 export { cacheReportPage } from './plots/report';
-export { patchingPage, logitLensPage, type LensCell, type LensTable } from './plots/tables';
+export { patchingPage, logitLensPage } from './plots/tables';
+export { logitLens, type LogitLens, type LogitLensOptions, type LensCell, type LensTable } from './easyroutine/logit-lens';
 export { loadTokenizer, type Tokenizer, type TextTokenizer } from './easyroutine/tokenization';
 export type { Intervention, InterventionType } from './easyroutine/interventions';
 export { detectArchitecture } from './easyroutine/architecture/detect';

@@ -382,7 +382,8 @@ def build_patching(out_dir: str):
     family (the model in llama_traced.pt): the corrupted batch is run with one activation taken from
     the clean run, and the metric is the logit difference correct - wrong at the last position,
     averaged over rows. resid: each block's input at one position (TransformerLens's resid_pre sweep);
-    heads: one head's output before o_proj (its slice of o_proj's input) at every position."""
+    heads: one head's output before o_proj (its slice of o_proj's input) at every position. Also the
+    logit lens of clean row 0 (top token and its probability per layer and position)."""
     spec = FAMILIES["llama"]
     torch.manual_seed(spec["seed"])
     model = spec["cls"](**spec["config"]).eval()
@@ -424,8 +425,16 @@ def build_patching(out_dir: str):
     heads = [[patched(layer.self_attn.o_proj, lambda x, i=i, h=h: set_head(x, i, h)) for h in range(n_heads)] for i, layer in enumerate(layers)]
     with torch.no_grad():
         corrupted_metric = metric(model(corrupted))
+        # the logit lens on clean row 0: each block's output through the final norm and the unembedding
+        outputs = {}
+        handles = [layer.register_forward_hook(lambda m, args, out, i=i: outputs.__setitem__(i, out)) for i, layer in enumerate(layers)]
+        model(clean[:1])
+        for h in handles:
+            h.remove()
+        probabilities = [torch.softmax(model.lm_head(model.model.norm(outputs[i])), -1)[0] for i in range(len(layers))]
+        lens = {"tokens": [p.argmax(-1).tolist() for p in probabilities], "probabilities": [p.max(-1).values.tolist() for p in probabilities]}
     with open(os.path.join(out_dir, "llama_patching.json"), "w") as f:
-        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads}, f)
+        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads, "lens": lens}, f)
 
 
 def main(argv: List[str]):

@@ -3,7 +3,7 @@
 // and the head sweep over layer x head, with the logit difference as metric.
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HookedModel, InvalidArgumentError, ShapeError, headPatchingSweep, logitDifference, patchingPage, residualPatchingSweep } from '../lib/index';
+import { HookedModel, InvalidArgumentError, ShapeError, headPatchingSweep, logitDifference, logitLens, logitLensPage, patchingPage, residualPatchingSweep } from '../lib/index';
 import { expectRejects, expectThrows, fixture } from './helpers';
 
 interface PatchingReference {
@@ -15,6 +15,7 @@ interface PatchingReference {
   corrupted_metric: number;
   resid_in: number[][];
   heads: number[][];
+  lens: { tokens: number[][]; probabilities: number[][] };
 }
 const reference = JSON.parse(fs.readFileSync(fixture('llama_patching.json'), 'utf8')) as PatchingReference;
 
@@ -59,6 +60,26 @@ describe.each(['llama_traced.pt', 'llama_scripted.pt'])('patching sweeps on %s',
     expect(sweep).toMatchObject({ columnTitle: 'head', columnLabels: ['0', '1', '2', '3'] });
     // the page draws it (the page tests check what is drawn)
     expect(patchingPage([sweep])).toMatch(/logit difference: layer × head/);
+  });
+});
+
+describe.each(['llama_traced.pt', 'llama_scripted.pt'])('the logit lens on %s', (file) => {
+  it("equals each block's output through PyTorch's final norm and unembedding", async () => {
+    using model = HookedModel.load(fixture(file));
+    const lens = await logitLens(model, reference.clean[0]!, { k: 3 });
+    expect(lens.rowLabels).toEqual(['resid_out_0', 'resid_out_1']);
+    expect(lens.columnLabels[2]).toBe(`2 ${reference.clean[0]![2]}`);
+    expect(lens.top.map((layer) => layer.map((cell) => cell[0]!.token))).toEqual(reference.lens.tokens);
+    lens.top.forEach((layer, l) => layer.forEach((cell, p) => expect(cell[0]!.probability).toBeCloseTo(reference.lens.probabilities[l]![p]!, 5)));
+    expect(lens.top[0]![0]).toHaveLength(3);
+    expect(lens.cells[1]![3]).toEqual({ token: String(reference.lens.tokens[1]![3]), probability: lens.top[1]![3]![0]!.probability });
+    // the last block's output is what the model itself reads out
+    const own = model.predict([reference.clean[0]!], { k: 1 })[0]![0]!;
+    expect(lens.top[1]!.at(-1)![0]!.token).toBe(own.token);
+    expect(lens.top[1]!.at(-1)![0]!.probability).toBeCloseTo(own.probability, 6);
+    expect(logitLensPage(lens)).toContain('resid_out_1');
+    await expect(logitLens(model, [[1, 2]] as never)).rejects.toThrow(/input must be one prompt \(a string\) or one row of token ids/);
+    await expect(logitLens(model, [1, 2], { k: 0 })).rejects.toThrow(/k must be a positive integer/);
   });
 });
 

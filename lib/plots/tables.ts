@@ -6,6 +6,7 @@
  */
 import { InvalidArgumentError } from '../core/errors';
 import { Tensor } from '../core/tensor';
+import type { LensTable } from '../easyroutine/logit-lens';
 import type { LabelledGrid } from '../easyroutine/patching';
 import { divergingScale, escapeHtml, formatNumber, heatmapSvg, htmlPage, legendSvg, sequentialScale } from './svg';
 
@@ -49,25 +50,7 @@ export function patchingPage(grids: LabelledGrid[], options: { title?: string; n
   return htmlPage(options.title ?? 'Activation patching', `<div class="grid">${figures.join('\n')}</div>`, options.note);
 }
 
-/** One cell of a logit-lens table: the top token there and its probability. */
-export interface LensCell {
-  /** The top token's text. */
-  token: string;
-  /** Its probability. */
-  probability: number;
-}
-
-/** A logit-lens table: a row per layer (or site), a column per position. */
-export interface LensTable {
-  /** A label per row (layer or site). */
-  rowLabels: string[];
-  /** A label per column (position and token). */
-  columnLabels: string[];
-  /** `rows × columns` cells. */
-  cells: LensCell[][];
-}
-
-/** A self-contained HTML page with the logit lens as a table, each cell shaded by its probability. */
+/** A self-contained HTML page with the logit lens as a table ({@link logitLens}'s, or your own), each cell shaded by its probability. */
 export function logitLensPage(table: LensTable, options: { title?: string; note?: string } = {}): string {
   const rows = table.rowLabels.length;
   const columns = table.columnLabels.length;
