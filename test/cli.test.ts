@@ -181,7 +181,7 @@ describe.skipIf(!fs.existsSync(exported))('easyroutine inspect and extract on an
   it('reads its manifest and tokenizer, and extracts from text prompts', () => {
     const text = cli(['inspect', exported, '--prompt', 'the cat sat']);
     expect(text.status).toBe(0);
-    expect(text.stdout).toMatch(/architecture: from the exporter's manifest/);
+    expect(text.stdout).toMatch(/architecture: from the file's manifest/);
     expect(text.stdout).toMatch(/on the sample \[1, 26, 33, 36\] \("<s>" "the" "cat" "sat"\)/);
     expect(text.stdout).toMatch(/model\.model\.layers\.1\.self_attn:pattern +\[1, 4, 4, 4\]/);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'easyroutine-cli-'));

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HookedModel, InvalidArgumentError, MissingDependencyError, loadTokenizer, tensor, type Tokenizer } from '../lib/index';
+import { HookedModel, InvalidArgumentError, MissingDependencyError, loadTokenizer, tensor, type Tensor, type Tokenizer } from '../lib/index';
 import { decode, expectThrows, fixtures, root, type EncodedTensor } from './helpers';
 
 // the bundled model's tokenizer: words w1..w62 for its ids, BOS 0 added, '<pad>' 63
@@ -135,12 +135,20 @@ describe.skipIf(!fs.existsSync(textReference))('string prompts on an exported Hu
   it("gives the ids, mask, token strings and logits of Python's tokenizer and the nn.Module", () => {
     const { text } = JSON.parse(fs.readFileSync(textReference, 'utf8')) as { text: { prompts: string[]; input_ids: number[][]; attention_mask: number[][]; tokens: string[][]; logits: EncodedTensor } };
     using hm = HookedModel.load(path.join(fixtures, 'hf', 'llama-eager.pt'));
-    const cache = hm.forward(text.prompts);
-    expect(cache.tensor('input_ids').toArray()).toEqual(text.input_ids);
+    // the ids, mask and logits of the whole padded batch, as the model saw and gave them
+    const seen: Record<string, unknown> = {};
+    const hooks = {
+      input: (x: Tensor) => void (seen.ids = x.toArray()),
+      'input.attention_mask': (x: Tensor) => void (seen.mask = x.toArray()),
+      output: (x: Tensor) => void (seen.logits = x.clone()),
+    };
+    const cache = hm.forward(text.prompts, { targetTokenPositions: ['last'], hooks });
+    expect(seen.ids).toEqual(text.input_ids);
+    expect(seen.mask).toEqual(text.attention_mask);
     text.prompts.forEach((prompt, i) => expect((hm.tokenizer as ReturnType<typeof loadTokenizer>).tokenize(prompt)).toEqual(text.tokens[i]!.slice(1)));
     // the logits at the real positions (padded ones are masked queries, not compared)
     const expected = decode(text.logits);
-    const actual = cache.tensor('logits').toFloat32Array();
+    const actual = (seen.logits as Tensor).toFloat32Array();
     const [batch, seq] = [text.input_ids.length, text.input_ids[0]!.length];
     const vocab = actual.length / (batch * seq);
     let worst = 0;
