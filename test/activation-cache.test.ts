@@ -63,6 +63,32 @@ describe('ActivationCache', () => {
     expect((merged.get('resid_out_0') as Tensor[]).map((t) => t.shape)).toEqual([[2, 5, 3], [2, 4, 3]]);
   });
 
+  it('keeps its metadata under the metadata key too, as easyroutine, merged over batches and saved once', () => {
+    const a = batch(0).addMetadata({ model: 'm', batches: 1 });
+    expect(a.get('metadata')).toBe(a.metadata);
+    expect(a.get('metadata')).toEqual({ model: 'm', batches: 1 });
+    const b = batch(10).addMetadata({ batches: 2, seed: 3 });
+    a.cat(b);
+    expect(a.get('metadata')).toEqual({ model: 'm', batches: 2, seed: 3 });
+    expect(a.metadata).toBe(a.get('metadata'));
+    // one side may have none
+    a.cat(batch(20));
+    expect(a.tensor('resid_out_0').shape).toEqual([3, 1, 2]);
+    // an empty cache takes the other's values, not its metadata object
+    const empty = new ActivationCache().cat(b);
+    expect(empty.get('metadata')).toEqual(b.metadata);
+    expect(empty.get('metadata')).not.toBe(b.metadata);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'easyroutine-cache-')), 'm.safetensors');
+    a.save(file);
+    const loaded = ActivationCache.load(file);
+    expect(loaded.get('metadata')).toEqual(a.metadata);
+    expect(loaded.metadata).toBe(loaded.get('metadata'));
+    expect(loaded.keys().filter((k) => k === 'metadata')).toHaveLength(1);
+    expectThrows(() => (a.metadata = [] as never), InvalidArgumentError, /metadata must be a plain object, got an array/);
+    // a cache nobody described has no metadata key
+    expect(batch(0).has('metadata')).toBe(false);
+  });
+
   it('cat takes only an ActivationCache', () => {
     expectThrows(() => new ActivationCache().cat({} as ActivationCache), InvalidArgumentError, /ActivationCache.cat: expected an ActivationCache, got an object \(Object\)/);
     expectThrows(() => new ActivationCache().cat(null as unknown as ActivationCache), InvalidArgumentError, /got null/);

@@ -202,6 +202,25 @@ describe('interventions', () => {
     close(logits, Array.from(expected), [2, 8, 64]);
   });
 
+  it('patches a pattern with the selected cells or with the whole [query, key] matrix (easyroutine\'s form), the same edit', () => {
+    const seq = 8;
+    const full = tensor(Array.from({ length: seq }, (_, q) => Array.from({ length: seq }, (_, k) => (q * seq + k) / 100)));
+    // rows 1, 3, 5 and keys [0, 2) of it
+    const cells = full.index(tensor([1, 3, 5], { dtype: 'int64' }), { start: 0, stop: 2 }).contiguous();
+    const grid = (patchingValues: Tensor) => model.forward(ids, {
+      extractionConfig: { extractAttnPattern: true, attnHeads: [{ layer: 1, head: 2 }] },
+      interventions: [{ type: 'grid', activation: 'pattern_L1H2', tokenPositions: [[1, 3, 5], [[0, 2]]], patchingValues }],
+    });
+    const withCells = grid(cells);
+    const withMatrix = grid(full);
+    expect(Array.from(withMatrix.tensor('logits').toFloat32Array())).toEqual(Array.from(withCells.tensor('logits').toFloat32Array()));
+    // the extracted pattern holds the patched cells
+    const pattern = withMatrix.tensor('pattern_L1H2').index(0).toArray() as number[][];
+    expect(pattern[3]![1]).toBeCloseTo(0.25, 6);
+    expect(pattern[5]![0]).toBeCloseTo(0.4, 6);
+    expectThrows(() => grid(tensor([[1, 2, 3]])), ShapeError, /give the selected cells \[3, 2\] or the whole \[query, key\] matrix \[8, 8\]/);
+  });
+
   it('patching a residual position with another position\'s value matches Python, and extraction sees the value before the edit', () => {
     const source = model.forward(ids, { targetTokenPositions: [5], extractionConfig: { extractResidOut: true } }).tensor('resid_out_0');
     const cache = model.forward(ids, {
@@ -389,16 +408,18 @@ describe('extraction kernels reused across forwards', () => {
     const specs: (number | string)[] = ['last'];
     const pivotPositions = [3];
     const options = { targetTokenPositions: specs, pivotPositions, extractionConfig: { saveLogits: false } };
-    expect(model.forward([ids.slice(0, 5)], options).get('token_dict')).toEqual({ last: [ids[4]] });
-    expect(model.forward([ids], options).get('token_dict')).toEqual({ last: [ids[ids.length - 1]] });
+    // token_dict: the positions of row 0, as easyroutine; target_tokens: the tokens there
+    const both = (cache: ReturnType<typeof model.forward>) => [cache.get('token_dict'), cache.get('target_tokens')];
+    expect(both(model.forward([ids.slice(0, 5)], options))).toEqual([{ last: [4] }, { last: [ids[4]] }]);
+    expect(both(model.forward([ids], options))).toEqual([{ last: [ids.length - 1] }, { last: [ids[ids.length - 1]] }]);
     specs[0] = 'inputs-partition-0'; // the same array, edited in place
-    expect(model.forward([ids], options).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(0, 3) });
+    expect(both(model.forward([ids], options))).toEqual([{ 'inputs-partition-0': [0, 1, 2] }, { 'inputs-partition-0': ids.slice(0, 3) }]);
     pivotPositions[0] = 2;
-    expect(model.forward([ids], options).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(0, 2) });
+    expect(both(model.forward([ids], options))).toEqual([{ 'inputs-partition-0': [0, 1] }, { 'inputs-partition-0': ids.slice(0, 2) }]);
     const mask = [[0, 0, 1, 1, 1, 1, 1, 1]];
-    expect(model.forward([ids], { ...options, attentionMask: mask }).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(2, 4) });
+    expect(both(model.forward([ids], { ...options, attentionMask: mask }))).toEqual([{ 'inputs-partition-0': [2, 3] }, { 'inputs-partition-0': ids.slice(2, 4) }]);
     mask[0] = [0, 1, 1, 1, 1, 1, 1, 1];
-    expect(model.forward([ids], { ...options, attentionMask: mask }).get('token_dict')).toEqual({ 'inputs-partition-0': ids.slice(1, 3) });
+    expect(both(model.forward([ids], { ...options, attentionMask: mask }))).toEqual([{ 'inputs-partition-0': [1, 2] }, { 'inputs-partition-0': ids.slice(1, 3) }]);
   });
 
   it('concurrent forwards with one config each get their own kernels', async () => {
@@ -471,10 +492,11 @@ describe('predictions and string tokens', () => {
     expectThrows(() => model.predict(ids, { k: 0 }), InvalidArgumentError, /k must be a positive integer/);
   });
 
-  it('decodes tokens and fills token_dict', () => {
+  it('decodes tokens into target_tokens; token_dict holds the positions', () => {
     expect(model.toStringTokens([1, 2])).toEqual(['<1>', '<2>']);
     const cache = model.forward(ids, { targetTokenPositions: ['last', [0, 2]] });
-    expect(cache.get('token_dict')).toEqual({ last: [`<${ids[0]![7]}>`], '[0,2]': [`<${ids[0]![0]}>`, `<${ids[0]![1]}>`] });
+    expect(cache.get('target_tokens')).toEqual({ last: [`<${ids[0]![7]}>`], '[0,2]': [`<${ids[0]![0]}>`, `<${ids[0]![1]}>`] });
+    expect(cache.get('token_dict')).toEqual({ last: [7], '[0,2]': [0, 1] });
     expectThrows(() => HookedModel.load(fixture('gpt2_traced.pt')).toStringTokens([1]), InvalidArgumentError, /no tokenizer/);
   });
 });
@@ -512,7 +534,7 @@ describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inp
   }
   it.each(cases)('%s', (flag, keys, shape) => {
     const cache = model.forward(ids, { ...base, extractionConfig: { [flag]: true, saveLogits: false } });
-    expect(cache.keys().filter((k) => k !== 'mapping_index' && k !== 'token_dict').sort()).toEqual([...keys].sort());
+    expect(cache.keys().filter((k) => !['mapping_index', 'token_dict', 'target_tokens', 'metadata'].includes(k)).sort()).toEqual([...keys].sort());
     for (const key of keys) expect(cache.tensor(key).shape, key).toEqual(shape);
   });
 

@@ -66,7 +66,8 @@ describe('HookedModel with string prompts', () => {
     const padded = embedded.forward(['w5 w7 w9', 'w3'], { targetTokenPositions: ['last'], hooks: { 'transformer.wte:input': (ids) => void (seen = ids.toArray()) } });
     expect(seen).toEqual(ids);
     // row 0's tokens at the target positions are text
-    expect(cache.get('token_dict')).toEqual({ last: ['w9'], '-2': ['w7'] });
+    expect(cache.get('target_tokens')).toEqual({ last: ['w9'], '-2': ['w7'] });
+    expect(cache.get('token_dict')).toEqual({ last: [3], '-2': [2] });
     padded.dispose();
     cache.dispose();
     byHand.dispose();

@@ -127,8 +127,16 @@ class EditPatternKernel : public HookKernel {
       at::Tensor edited;
       if (edit_.patch) {
         at::Tensor patch = edit_.values.to(out.device(), out.scalar_type());
-        CheckPatch(patch, block.sizes(), point);
-        edited = patch;
+        if (patch.sizes() == matrix.sizes()) {
+          // the whole [query, key] matrix, as easyroutine takes it: its selected cells are the patch
+          edited = patch.index_select(0, rows).index_select(1, cols);
+        } else {
+          if (patch.sizes() != block.sizes()) {
+            throw TypedError(ErrorKind::Shape, "patch for '" + point.name + "' is " + ShapeString(patch.sizes()) + "; give the selected cells " + ShapeString(block.sizes()) +
+                                                   " or the whole [query, key] matrix " + ShapeString(matrix.sizes()));
+          }
+          edited = patch;
+        }
       } else if (preSoftmax_ && edit_.factor == 0.0) {
         edited = at::full_like(block, -std::numeric_limits<double>::infinity());  // an ablation of scores masks the keys
       } else {

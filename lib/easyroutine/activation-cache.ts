@@ -78,9 +78,13 @@ function sameMappingIndex(current: CacheValue, incoming: CacheValue): CacheValue
   return incoming;
 }
 
+/** The key that holds {@link ActivationCache.metadata}, as easyroutine stores it. */
+const METADATA_KEY = 'metadata';
+
 const DEFAULT_AGGREGATIONS: [string, Aggregation][] = [
   ['mapping_index', sameMappingIndex],
   ['token_dict', concatLists],
+  ['target_tokens', concatLists],
   ['offset', concatLists],
   ['last_layernorm', perStatistic],
 ];
@@ -123,8 +127,21 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
   #info = new Map<string, string>();
   #aggregations = new Map<string, Aggregation>(DEFAULT_AGGREGATIONS);
   #deferred: ActivationCache[] | undefined;
-  /** Free-form description of how the cache was made (positions, model, config, interventions). */
-  metadata: Record<string, unknown> = {};
+  #metadata: Record<string, unknown> = {};
+
+  /**
+   * Free-form description of how the cache was made (positions, config, interventions). Once set or
+   * added to, it is also the `metadata` key, as in easyroutine (the same object).
+   */
+  get metadata(): Record<string, unknown> {
+    return this.#metadata;
+  }
+
+  set metadata(value: Record<string, unknown>) {
+    if (!isPlainObject(value)) throw new InvalidArgumentError(`ActivationCache.metadata must be a plain object, got ${describeValue(value)}`);
+    this.#metadata = value as Record<string, unknown>;
+    this.#values.set(METADATA_KEY, this.#metadata as CacheValue);
+  }
 
   /** The value of `key`, or undefined. */
   get(key: string): CacheValue | undefined {
@@ -197,7 +214,11 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
   /** Sets every key of `other` (overwriting). */
   update(other: ActivationCache | Record<string, CacheValue>): this {
     const entries = other instanceof ActivationCache ? other.entries() : Object.entries(other);
-    for (const [key, value] of entries) this.#values.set(key, value);
+    for (const [key, value] of entries) {
+      // the metadata key is this cache's own object, never one shared with `other`
+      if (key === METADATA_KEY && isPlainObject(value)) this.addMetadata(value as Record<string, unknown>);
+      else this.#values.set(key, value);
+    }
     if (other instanceof ActivationCache) for (const [key, info] of other.#info) this.#info.set(key, info);
     return this;
   }
@@ -245,8 +266,9 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
         continue;
       }
       pending.push(other);
-      const missing = this.keys().filter((k) => !other.has(k));
-      const extra = other.keys().filter((k) => !this.has(k));
+      // metadata describes a cache, it is not a batch's value: one side may have it alone
+      const missing = this.keys().filter((k) => k !== METADATA_KEY && !other.has(k));
+      const extra = other.keys().filter((k) => k !== METADATA_KEY && !this.has(k));
       if (missing.length || extra.length) {
         throw new InvalidArgumentError(
           `ActivationCache.cat: key sets differ (missing from the new batch: ${missing.join(', ') || 'none'}; only in the new batch: ${extra.join(', ') || 'none'})`,
@@ -254,7 +276,12 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
       }
     }
     if (pending.length === 0) return;
+    for (const batch of pending) {
+      const incoming = batch.get(METADATA_KEY);
+      if (isPlainObject(incoming)) this.addMetadata(incoming as Record<string, unknown>);
+    }
     for (const key of this.keys()) {
+      if (key === METADATA_KEY) continue;
       const aggregate = this.#aggregationFor(key);
       if (aggregate === mergeValues && pending.every((b) => isTensor(b.get(key))) && isTensor(this.get(key))) {
         const all = [this.get(key) as Tensor, ...pending.map((b) => b.get(key) as Tensor)];
@@ -288,9 +315,10 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     };
   }
 
-  /** Adds entries to {@link ActivationCache.metadata}. */
+  /** Adds entries to {@link ActivationCache.metadata} (and so to the `metadata` key). */
   addMetadata(entries: Record<string, unknown>): this {
-    Object.assign(this.metadata, entries);
+    Object.assign(this.#metadata, entries);
+    this.#values.set(METADATA_KEY, this.#metadata as CacheValue);
     return this;
   }
 
@@ -306,7 +334,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     for (const [key, value] of this.#values) out.#values.set(key, move(value));
     out.#info = new Map(this.#info);
     out.#aggregations = new Map(this.#aggregations);
-    out.metadata = { ...this.metadata };
+    if (this.has(METADATA_KEY)) out.metadata = { ...this.metadata };
     return out;
   }
 
@@ -421,6 +449,8 @@ function encodeSafetensors(cache: ActivationCache): Buffer {
   };
   const layout: Record<string, Layout> = {};
   for (const [key, value] of cache) {
+    // the metadata key is written once, as easyroutine.metadata
+    if (key === METADATA_KEY) continue;
     checkJson(value, `key '${key}'`);
     layout[key] = describe(value, key);
   }
@@ -503,6 +533,6 @@ function decodeSafetensors(file: Buffer): ActivationCache {
   }
   const info: Record<string, string> = meta['easyroutine.info'] ? JSON.parse(meta['easyroutine.info']) : {};
   for (const [key, text] of Object.entries(info)) cache.addWithInfo(key, cache.get(key)!, text);
-  cache.metadata = meta['easyroutine.metadata'] ? JSON.parse(meta['easyroutine.metadata']) : {};
+  if (meta['easyroutine.metadata']) cache.metadata = JSON.parse(meta['easyroutine.metadata']);
   return cache;
 }

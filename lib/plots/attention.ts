@@ -17,12 +17,12 @@ export interface AttentionPageOptions {
   note?: string;
   /** The batch row shown (default 0). */
   batchIndex?: number;
-  /** A label per position of the pattern's axes (default: the cache's `token_dict`, for row 0). */
+  /** A label per position of the pattern's axes (default: the cache's `target_tokens`, for row 0). */
   tokens?: string[];
   /**
-   * The sequence position of each index of the pattern's axes, for the causal mask (default: from
-   * `mapping_index` when every spec is `'all'` or a position). Where they are unknown, cells that
-   * are exactly 0 (what softmax gives a masked score) are drawn as masked.
+   * The sequence position of each index of the pattern's axes, for the causal mask (default: row
+   * 0's, from `token_dict`). Where they are unknown (another row, a merged cache), cells that are
+   * exactly 0 (what softmax gives a masked score) are drawn as masked.
    */
   positions?: number[];
   /** Only these heads, as `[layer, head]` (default: every pattern in the cache). */
@@ -34,20 +34,24 @@ interface Axis {
   positions: (number | undefined)[];
 }
 
-/** The pattern axis' positions and labels from mapping_index and token_dict, where they say them. */
+/** The pattern axis' positions and labels from mapping_index, token_dict and target_tokens, where they say them. */
 function axisOf(cache: ActivationCache, size: number, options: AttentionPageOptions): Axis {
   const positions: (number | undefined)[] = new Array(size).fill(undefined);
   const tokens: (string | undefined)[] = new Array(size).fill(undefined);
   const mapping = cache.get('mapping_index') as Record<string, unknown> | undefined;
+  // row 0's positions and tokens per spec (a cache merged over batches holds a list of these: none apply)
   const tokenDict = cache.get('token_dict') as Record<string, unknown> | undefined;
+  const targetTokens = cache.get('target_tokens') as Record<string, unknown> | undefined;
+  const rowZero = (options.batchIndex ?? 0) === 0;
   for (const [spec, indices] of Object.entries(mapping ?? {})) {
     if (!Array.isArray(indices)) continue;
-    const specTokens = tokenDict?.[spec];
+    const specPositions = Array.isArray(tokenDict) ? undefined : tokenDict?.[spec];
+    const specTokens = Array.isArray(targetTokens) ? undefined : targetTokens?.[spec];
     indices.forEach((index: unknown, j) => {
       if (typeof index !== 'number' || index < 0 || index >= size) return;
-      if (spec === 'all') positions[index] = j;
-      else if (/^\d+$/.test(spec)) positions[index] = Number(spec);
-      if (Array.isArray(specTokens) && (options.batchIndex ?? 0) === 0) tokens[index] = String(specTokens[j]);
+      // positions resolve per row (padding): row 0's are the others' only without a mask
+      if (Array.isArray(specPositions) && typeof specPositions[j] === 'number' && rowZero) positions[index] = specPositions[j];
+      if (Array.isArray(specTokens) && rowZero) tokens[index] = String(specTokens[j]);
     });
   }
   if (options.positions) {

@@ -1,6 +1,6 @@
 /**
  * The cache of one forward: what the extraction kernels collected under easyroutine's keys, the
- * gradient of keepGradient, `input_ids`, `mapping_index`, `token_dict` and the metadata.
+ * gradient of keepGradient, `input_ids`, `mapping_index`, `token_dict`, `target_tokens` and the metadata.
  * @module
  */
 import { InvalidArgumentError } from '../../core/errors';
@@ -65,14 +65,20 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   // easyroutine marks averaged indices so (the logits stay per position)
   if (config.avg) mappingIndex['info'] = 'avg';
   cache.set('mapping_index', mappingIndex);
-  // token_dict: per spec, the tokens of row 0 at its positions (text with a tokenizer, else ids)
+  // token_dict: per spec, the positions row 0 resolved to, as easyroutine has it; target_tokens: the
+  // tokens there (text with a tokenizer, else ids)
   const rowIds = firstRowIds(ids);
-  const tokenDict: Record<string, (string | number)[]> = {};
+  const tokenDict: Record<string, number[]> = {};
+  const targetTokens: Record<string, (string | number)[]> = {};
   specs.forEach((spec, i) => {
-    const at = perRow[0]![i]!.map((p) => Number(rowIds[p]!));
-    tokenDict[typeof spec === 'string' ? spec : JSON.stringify(spec)] = decode ? at.map((id) => decode([id])) : at;
+    const name = typeof spec === 'string' ? spec : JSON.stringify(spec);
+    const positions = perRow[0]![i]!;
+    const at = positions.map((p) => Number(rowIds[p]!));
+    tokenDict[name] = [...positions];
+    targetTokens[name] = decode ? at.map((id) => decode([id])) : at;
   });
   cache.set('token_dict', tokenDict);
+  cache.set('target_tokens', targetTokens);
   cache.addMetadata({ targetTokenPositions: specs, pivotPositions: record.pivotPositions ?? null, extractionConfig: config });
   return cache;
 }
