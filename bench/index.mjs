@@ -15,8 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-// `npm run bench -- models` runs only the named sections (data, soak, models); all by default
-const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'models']);
+// `npm run bench -- models` runs only the named sections (data, soak, generate, models); all by default
+const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'generate', 'models']);
 const cores = os.cpus().length;
 const rows = [];
 /** One line of the table: `node` and `python` in `unit`, or a single `value`. */
@@ -184,6 +184,34 @@ if (sections.has('soak')) {
   row(`soak, 10,000 hooked forwardAsync calls: resident memory at the end (${seconds.toFixed(1)} s)`, { value: end / 2 ** 20, unit: 'MB', ratio: end / start });
   ids.dispose();
   hooked.model.dispose();
+  setNumThreads(cores);
+}
+
+// ---- generate: greedy decoding on the bundled model, a full forward per step (any export works,
+// no KV cache from the graph), 16 new tokens after BOS + 16, one row, 1 thread; the cost per new
+// token, median of 5 runs, next to one bare forward of the final 33 tokens
+console.error('generate');
+if (sections.has('generate')) {
+  setNumThreads(1);
+  const hooked = HookedModel.load(bundledFile);
+  const prompt = [[0, ...Array.from({ length: 16 }, (_, i) => 1 + ((i * 37 + 11) % 63))]];
+  const perToken = [];
+  for (let run = 0; run < 6; run++) {
+    const started = performance.now();
+    await hooked.generate(prompt, { maxNewTokens: 16 });
+    if (run > 0) perToken.push((performance.now() - started) / 16);
+  }
+  const full = tensor([[...prompt[0], ...prompt[0].slice(1)]], { dtype: 'int64' });
+  const forwards = [];
+  for (let i = 0; i < 50; i++) {
+    const started = performance.now();
+    hooked.model.forward(full).dispose();
+    forwards.push(performance.now() - started);
+  }
+  row('generate (greedy, bundled model, 17 -> 33 tokens, 1 thread): per new token', { value: median(perToken), unit: 'ms' });
+  row('  one bare forward of 33 tokens, for comparison', { value: median(forwards.slice(10)), unit: 'ms' });
+  full.dispose();
+  hooked.dispose();
   setNumThreads(cores);
 }
 

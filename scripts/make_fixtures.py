@@ -383,7 +383,8 @@ def build_patching(out_dir: str):
     the clean run, and the metric is the logit difference correct - wrong at the last position,
     averaged over rows. resid: each block's input at one position (TransformerLens's resid_pre sweep);
     heads: one head's output before o_proj (its slice of o_proj's input) at every position. Also the
-    logit lens of clean row 0 (top token and its probability per layer and position)."""
+    logit lens of clean row 0 (top token and its probability per layer and position), and greedy
+    generation from the clean rows' first 5 tokens, plain and with head 1 of layer 0 zeroed."""
     spec = FAMILIES["llama"]
     torch.manual_seed(spec["seed"])
     model = spec["cls"](**spec["config"]).eval()
@@ -433,8 +434,21 @@ def build_patching(out_dir: str):
             h.remove()
         probabilities = [torch.softmax(model.lm_head(model.model.norm(outputs[i])), -1)[0] for i in range(len(layers))]
         lens = {"tokens": [p.argmax(-1).tolist() for p in probabilities], "probabilities": [p.max(-1).values.tolist() for p in probabilities]}
+    # greedy generation, a full forward per step: plain, and with head 1 of layer 0 zeroed before o_proj
+    def greedy(prompt, steps=6):
+        ids = prompt.clone()
+        with torch.no_grad():
+            for _ in range(steps):
+                ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], 1)
+        return ids[:, prompt.shape[1]:].tolist()
+
+    prompt = clean[:, :5]
+    generation = {"prompt": prompt.tolist(), "greedy": greedy(prompt)}
+    handle = layers[0].self_attn.o_proj.register_forward_pre_hook(lambda m, args: (torch.cat([args[0][..., :head_dim], torch.zeros_like(args[0][..., head_dim : 2 * head_dim]), args[0][..., 2 * head_dim :]], -1),))
+    generation["ablated"] = greedy(prompt)
+    handle.remove()
     with open(os.path.join(out_dir, "llama_patching.json"), "w") as f:
-        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads, "lens": lens}, f)
+        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads, "lens": lens, "generation": generation}, f)
 
 
 def main(argv: List[str]):

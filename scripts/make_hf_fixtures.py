@@ -19,7 +19,8 @@ family's SDPA path drops something, e.g. Gemma 2's soft-capping):
 - OUT_DIR/llama-model: the saved Hugging Face model with a tokenizer (a BPE over words with
   Metaspace, as Llama's, trained here on a small corpus; BOS added, pad token 't2'-like, left
   padding), for `easyroutine export` end to end; llama-*.json then also holds `text`: prompts, the
-  ids and mask Python's tokenizer gives them as a padded batch, its token strings, and the logits;
+  ids and mask Python's tokenizer gives them as a padded batch, its token strings, the logits, and 4
+  greedily generated tokens per prompt (a loop of full forwards with the mask);
 - for a left-padded batch (the same rows, row 1 with two pad tokens first): the logits and each
   block's output.
 """
@@ -79,7 +80,15 @@ def text_references(model, tokenizer):
     batch = tokenizer(PROMPTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    # greedy generation as a loop of full forwards on the left-padded batch and its mask (what
+    # HookedModel.generate does; HF's generate would also shift position ids by the padding)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        for _ in range(4):
+            step = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            ids, mask = torch.cat([ids, step], 1), torch.cat([mask, torch.ones_like(step)], 1)
     return {
+        "generated": ids[:, batch["input_ids"].shape[1]:].tolist(),
         "prompts": PROMPTS,
         "input_ids": batch["input_ids"].tolist(),
         "attention_mask": batch["attention_mask"].tolist(),

@@ -137,6 +137,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     return this.#metadata;
   }
 
+  /** Replaces the metadata (a plain object), and the `metadata` key with it. */
   set metadata(value: Record<string, unknown>) {
     if (!isPlainObject(value)) throw new InvalidArgumentError(`ActivationCache.metadata must be a plain object, got ${describeValue(value)}`);
     this.#metadata = value as Record<string, unknown>;

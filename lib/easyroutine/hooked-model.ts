@@ -20,6 +20,7 @@ import { OutputProjections } from './architecture/output-projection';
 import { extractionConfig, type ExtractionConfigInput } from './extraction-config';
 import { assembleCache } from './forward/cache-assembly';
 import { fullMask, takesAttentionMask } from './forward/inputs';
+import { generate, type GenerateOptions, type Generation } from './generation';
 import { ExtractionKernels } from './forward/extraction';
 import { PositionResolver } from './forward/positions';
 import { RunningAverages } from './forward/running-averages';
@@ -449,6 +450,23 @@ export class HookedModel {
       }
     };
     return { ids, args: maskArgument ? [ids, maskArgument] : [ids], hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
+  }
+
+  /**
+   * Generates tokens after each prompt: greedy, or sampled with `temperature`, `topK`, `topP` and a
+   * `seed`; up to `maxNewTokens`, a row stopping after one of `stopTokens`. Every step is a full
+   * forward of the sequence so far, so it works for any export, with the registered interventions,
+   * `interventions` and `hooks` applied at every step (positions resolve on the sequence so far:
+   * `'last'` is the newest token). `extractionConfig` extracts from the finished sequences (and
+   * from every step with `extractEachStep`). `signal` stops between steps; `onToken` reports each.
+   * @example
+   * ```ts
+   * const { tokens, text } = await model.generate('w7 w9 w4 w7', { maxNewTokens: 3 });
+   * text; // [' w9 w4 w7']: the induction heads continue the repeat
+   * ```
+   */
+  generate(input: HookedInput, options: GenerateOptions = {}): Promise<Generation> {
+    return generate(this, input, options);
   }
 
   /** Adds interventions that apply to every later forward (before per-call ones). */
