@@ -447,8 +447,57 @@ def build_patching(out_dir: str):
     handle = layers[0].self_attn.o_proj.register_forward_pre_hook(lambda m, args: (torch.cat([args[0][..., :head_dim], torch.zeros_like(args[0][..., head_dim : 2 * head_dim]), args[0][..., 2 * head_dim :]], -1),))
     generation["ablated"] = greedy(prompt)
     handle.remove()
+    # compute_patching as easyroutine documents it: base = clean, target = corrupted; block 0's input at
+    # position 2, head 1 of layer 1 (before o_proj) at the last position, layer 1's MLP output at 5
+    base_values = {}
+    handles = [
+        layers[0].register_forward_pre_hook(lambda m, args: base_values.__setitem__("resid_in_0", args[0][:, 2].clone())),
+        layers[1].self_attn.o_proj.register_forward_pre_hook(lambda m, args: base_values.__setitem__("head", args[0][:, -1, head_dim : 2 * head_dim].clone())),
+        layers[1].mlp.register_forward_hook(lambda m, args, out: base_values.__setitem__("mlp_out_1", out[:, 5].clone())),
+    ]
+    with torch.no_grad():
+        base_logits = model(clean)[:, -1]
+        for h in handles:
+            h.remove()
+        target_clean_logits = model(corrupted)[:, -1]
+
+        def put_resid(m, args):
+            x = args[0].clone()
+            x[:, 2] = base_values["resid_in_0"]
+            return (x,)
+
+        def put_head(m, args):
+            x = args[0].clone()
+            x[:, -1, head_dim : 2 * head_dim] = base_values["head"]
+            return (x,)
+
+        def put_mlp(m, args, out):
+            out = out.clone()
+            out[:, 5] = base_values["mlp_out_1"]
+            return out
+
+        handles = [layers[0].register_forward_pre_hook(put_resid), layers[1].self_attn.o_proj.register_forward_pre_hook(put_head), layers[1].mlp.register_forward_hook(put_mlp)]
+        target_patched_logits = model(corrupted)[:, -1]
+        for h in handles:
+            h.remove()
+    log = lambda x: torch.log_softmax(x, -1)
+    kl = lambda p, q: F.kl_div(log(q), log(p), reduction="batchmean", log_target=True).item()
+    base_tokens, target_tokens = [PATCHING["wrong"][0], 7], [PATCHING["correct"][0], 8]
+    diff = lambda logits, s, c: (logits[:, c] - logits[:, s]).mean().item()
+    compute = {
+        "base_tokens": base_tokens,
+        "target_tokens": target_tokens,
+        "base_logits": encode(base_logits),
+        "target_clean_logits": encode(target_clean_logits),
+        "target_patched_logits": encode(target_patched_logits),
+        "kl_clean|base": kl(base_logits, target_clean_logits),
+        "kl_patched|base": kl(base_logits, target_patched_logits),
+        "kl_patched|clean": kl(target_clean_logits, target_patched_logits),
+        "logit_diff_in_clean": [diff(target_clean_logits, s, c) for s, c in zip(base_tokens, target_tokens)],
+        "logit_diff_in_patched": [diff(target_patched_logits, s, c) for s, c in zip(base_tokens, target_tokens)],
+    }
     with open(os.path.join(out_dir, "llama_patching.json"), "w") as f:
-        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads, "lens": lens, "generation": generation}, f)
+        json.dump({**PATCHING, "clean_metric": clean_metric, "corrupted_metric": corrupted_metric, "resid_in": resid, "heads": heads, "lens": lens, "generation": generation, "compute_patching": compute}, f)
 
 
 def main(argv: List[str]):

@@ -3,7 +3,7 @@
 // and the head sweep over layer x head, with the logit difference as metric.
 import * as fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HookedModel, InvalidArgumentError, ShapeError, headPatchingSweep, logitDifference, logitLens, logitLensPage, patchingPage, residualPatchingSweep } from '../lib/index';
+import { HookedModel, InvalidArgumentError, ShapeError, computePatching, headPatchingSweep, logitDifference, logitLens, logitLensPage, patchingPage, residualPatchingSweep } from '../lib/index';
 import { expectRejects, expectThrows, fixture } from './helpers';
 
 interface PatchingReference {
@@ -16,6 +16,7 @@ interface PatchingReference {
   resid_in: number[][];
   heads: number[][];
   lens: { tokens: number[][]; probabilities: number[][] };
+  compute_patching: Record<string, number | number[] | { shape: number[]; values: number[] }> & { base_tokens: number[]; target_tokens: number[] };
 }
 const reference = JSON.parse(fs.readFileSync(fixture('llama_patching.json'), 'utf8')) as PatchingReference;
 
@@ -80,6 +81,62 @@ describe.each(['llama_traced.pt', 'llama_scripted.pt'])('the logit lens on %s', 
     expect(logitLensPage(lens)).toContain('resid_out_1');
     await expect(logitLens(model, [[1, 2]] as never)).rejects.toThrow(/input must be one prompt \(a string\) or one row of token ids/);
     await expect(logitLens(model, [1, 2], { k: 0 })).rejects.toThrow(/k must be a positive integer/);
+  });
+});
+
+describe.each(['llama_traced.pt', 'llama_scripted.pt'])('computePatching (easyroutine\'s compute_patching) on %s', (file) => {
+  const ref = reference.compute_patching;
+  const patchingQuery = [
+    { patchingElem: '@2' as const, layersToPatch: [0], activationType: 'resid_in_{}' },
+    { patchingElem: 'last' as const, layersToPatch: [1], activationType: 'head_out_L{}H1' },
+    { patchingElem: 5, layersToPatch: [1], activationType: 'mlp_out_{}' },
+  ];
+
+  it('gives the patched logits, KL divergences and logit differences that PyTorch gives by hand', async () => {
+    using model = HookedModel.load(fixture(file));
+    const cache = await computePatching(model, { base: [reference.clean], target: [reference.corrupted], patchingQuery, baseDictionaryIdxs: [ref.base_tokens], targetDictionaryIdxs: [ref.target_tokens], extractionConfig: { extractResidOut: true } });
+    for (const key of ['base_logits', 'target_clean_logits', 'target_patched_logits']) {
+      const expected = ref[key] as { shape: number[]; values: number[] };
+      expect(cache.tensor(key).shape).toEqual(expected.shape);
+      expect(Math.max(...Array.from(cache.tensor(key).toFloat32Array()).map((v, i) => Math.abs(v - expected.values[i]!)))).toBeLessThan(1e-5);
+    }
+    for (const key of ['kl_clean|base', 'kl_patched|base', 'kl_patched|clean']) expect(cache.tensor(key).item()).toBeCloseTo(ref[key] as number, 6);
+    expect(cache.tensor('kl_difference').item()).toBeCloseTo((ref['kl_patched|base'] as number) - (ref['kl_clean|base'] as number), 6);
+    (cache.tensor('logit_diff_in_clean').toArray() as number[]).forEach((v, i) => expect(v).toBeCloseTo((ref.logit_diff_in_clean as number[])[i]!, 5));
+    (cache.tensor('logit_diff_in_patched').toArray() as number[]).forEach((v, i) => expect(v).toBeCloseTo((ref.logit_diff_in_patched as number[])[i]!, 5));
+    (cache.tensor('logit_diff_variation').toArray() as number[]).forEach((v, i) => expect(v).toBeCloseTo((ref.logit_diff_in_patched as number[])[i]! - (ref.logit_diff_in_clean as number[])[i]!, 5));
+    // the patched run's extraction at its positions: 'last' and the patching positions
+    expect(cache.get('mapping_index')).toEqual({ last: [0], '2': [1], '5': [2] });
+    expect(cache.tensor('resid_out_1').shape).toEqual([2, 3, 32]);
+    expect(cache.has('logits')).toBe(false);
+    expect(cache.metadata).toMatchObject({ targetTokenPositions: ['last'] });
+  });
+
+  it('concatenates over pairs of batches, with progress', async () => {
+    using model = HookedModel.load(fixture(file));
+    const progress: number[] = [];
+    const cache = await computePatching(model, {
+      base: reference.clean.map((row) => [row]),
+      target: reference.corrupted.map((row) => [row]),
+      patchingQuery,
+      onProgress: (done) => progress.push(done),
+    });
+    expect(progress).toEqual([1, 2]);
+    expect(cache.tensor('kl_patched|clean').shape).toEqual([2]);
+    const expected = ref.target_patched_logits as { values: number[] };
+    expect(Math.max(...Array.from(cache.tensor('target_patched_logits').toFloat32Array()).map((v, i) => Math.abs(v - expected.values[i]!)))).toBeLessThan(1e-5);
+    expect(cache.has('logit_diff_variation')).toBe(false);
+  });
+
+  it('names what is wrong with a query', async () => {
+    using model = HookedModel.load(fixture(file));
+    const run = (query: object, extra: object = {}) => computePatching(model, { base: [reference.clean], target: [reference.corrupted], patchingQuery: [query as never], ...extra });
+    await expectRejects(run({ patchingElem: 'last', layersToPatch: [0], activationType: 'resid_in' }), InvalidArgumentError, /patchingQuery\[0\]: activationType must name the activation with \{\} for the layer/);
+    await expectRejects(run({ patchingElem: 'last', layersToPatch: [7], activationType: 'resid_in_{}' }), InvalidArgumentError, /layersToPatch must be a non-empty array of layers in \[0, 2\)/);
+    await expectRejects(run({ patchingElem: 'last', layersToPatch: [0], activationType: 'pattern_L{}H1' }), InvalidArgumentError, /unknown activationType 'pattern_L\{\}H1'/);
+    await expectRejects(run({ patchingElem: 'last', layersToPatch: [0], activationType: 'head_out_L{}H9' }), InvalidArgumentError, /head 9 does not exist/);
+    await expectRejects(run({ patchingElem: 'last', layersToPatch: [0], activationType: 'resid_in_{}' }, { baseDictionaryIdxs: [[1]] }), InvalidArgumentError, /give both baseDictionaryIdxs and targetDictionaryIdxs/);
+    await expectRejects(computePatching(model, { base: [reference.clean], target: [], patchingQuery: [{ patchingElem: 'last', layersToPatch: [0], activationType: 'resid_in_{}' }] }), InvalidArgumentError, /1 base batches and 0 target batches/);
   });
 });
 

@@ -26,7 +26,7 @@ import { PositionResolver } from './forward/positions';
 import { RunningAverages } from './forward/running-averages';
 import { interventionHooks, type Intervention } from './interventions';
 import { embeddedTokenizer, encodeText, type Tokenizer } from './tokenization';
-import { spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
+import { resolveTokenPositions, spansFromAttentionMask, type SequenceSpan, type TokenPosition } from './token-positions';
 
 /**
  * What a HookedModel runs on: token ids (a `[batch, seq]` int64 tensor, or rows of ids) or text (a
@@ -252,6 +252,21 @@ export class HookedModel {
     } finally {
       if (ids !== input) ids.dispose();
       maskArgument?.dispose();
+    }
+  }
+
+  /**
+   * Where token position specs land in each row of this input, as a forward resolves them (per row,
+   * on its real tokens: padding shifts them), the specs' positions one after the other.
+   */
+  resolvePositions(input: HookedInput, specs: TokenPosition[], options: { attentionMask?: Tensor | number[][]; pivotPositions?: number[]; seed?: number } = {}): number[][] {
+    const caller = 'HookedModel.resolvePositions';
+    const { ids, mask } = batchOf(this.#tokenRows(input, caller), options.attentionMask, this.tokenizer?.padTokenId ?? 0);
+    try {
+      const [batch, seq] = ids.shape as [number, number];
+      return this.#spans(mask, batch, seq).map((span, row) => resolveTokenPositions(specs, span, { pivotPositions: options.pivotPositions, seed: options.seed, row }).flat());
+    } finally {
+      if (ids !== input) ids.dispose();
     }
   }
 
