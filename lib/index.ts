@@ -71,6 +71,7 @@ export { attentionPatternsPage, type AttentionPageOptions } from './plots/attent
 export { cacheReportPage } from './plots/report';
 export { patchingPage, logitLensPage } from './plots/tables';
 export { logitLens, type LogitLens, type LogitLensOptions, type LensCell, type LensTable } from './easyroutine/logit-lens';
+export { attributionPatching, type Attribution, type AttributionGrid, type AttributionOptions } from './easyroutine/attribution';
 export { computePatching, type ComputePatchingOptions, type PatchingQuery } from './easyroutine/compute-patching';
 export { sampleToken, type GenerateOptions, type Generation } from './easyroutine/generation';
 export { loadTokenizer, type Tokenizer, type TextTokenizer } from './easyroutine/tokenization';

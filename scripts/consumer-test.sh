@@ -18,7 +18,7 @@ npx --yes @arethetypeswrong/cli@0.18 --format ascii "$tarball" | grep -q "No pro
 echo "types: arethetypeswrong finds no problems"
 consumer=$(mktemp -d)
 trap 'rm -rf "$consumer" "$tarball"' EXIT
-cp models/tiny-gpt.pt "$consumer/"
+cp models/tiny-gpt.pt models/induction-2l.pt "$consumer/"
 cd "$consumer"
 npm init -y >/dev/null
 npm pkg set type=commonjs >/dev/null
@@ -55,7 +55,7 @@ const out = model.forward(tensor([[1, 2, 3]], { dtype: 'int64' }), {
 console.log(`ts: forward ${out.shape.join('x')}, hook at layer ${norms}`);
 TS
 # the README's own TypeScript examples, as they stand in the installed package (ES modules: they await)
-mkdir -p models && cp tiny-gpt.pt models/
+mkdir -p models && cp tiny-gpt.pt induction-2l.pt models/
 cat > extract.cjs <<'JS'
 const fs = require('fs');
 const text = fs.readFileSync('node_modules/easyroutine/README.md', 'utf8');

@@ -463,6 +463,33 @@ class GradientLeafKernel : public HookKernel {
   at::Tensor leaf_;
 };
 
+// keepGradient at an extracted point: the value as a new node of the autograd graph (a view: no
+// copy) that the rest of the forward reads, kept so that the gradient of a logit can be taken with
+// respect to this very activation once the forward is done.
+class GradientSiteKernel : public HookKernel {
+ public:
+  at::Tensor Run(const at::Tensor& value, const HookPoint&) override {
+    at::Tensor site = value.view_as(value);
+    std::lock_guard<std::mutex> lock(mutex_);
+    site_ = site;
+    return site;
+  }
+
+  Napi::Value Results(ResultWriter& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return site_.defined() ? out.Tensor(site_) : out.Env().Undefined();
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    site_ = at::Tensor();
+  }
+
+ private:
+  std::mutex mutex_;
+  at::Tensor site_;
+};
+
 // The norms of each head's projected values at every position, for value-weighted patterns
 // (easyroutine's extract_avg_value): ||v_k W_O,h|| for query head h reading kv head h // (H / Hkv).
 class ValueNormKernel : public HookKernel {
@@ -606,6 +633,9 @@ EASYROUTINE_REGISTER_KERNEL(project_heads, "project_heads",
 
 EASYROUTINE_REGISTER_KERNEL(gradient_leaf, "gradient_leaf", "makes the value a leaf that requires grad (results(): the leaf), for gradients after a forward with grad",
                             [](Napi::Env, const Napi::Object&) { return std::make_shared<GradientLeafKernel>(); });
+
+EASYROUTINE_REGISTER_KERNEL(gradient_site, "gradient_site", "passes the value on as a view that stays in the autograd graph (results(): that view), for gradients with respect to it",
+                            [](Napi::Env, const Napi::Object&) { return std::make_shared<GradientSiteKernel>(); });
 
 EASYROUTINE_REGISTER_KERNEL(value_norms, "value_norms", "on a values point: each head's projected value norms, for value_weighted_pattern ({weight, layout?, nHeads})",
                             [](Napi::Env env, const Napi::Object& options) {

@@ -209,10 +209,21 @@ Napi::Value TensorHandle::Grad(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Torch, "grad", [&]() -> Napi::Value {
     at::Tensor output = From(env, info[0], "grad: output");
-    if (output.numel() != 1) throw TypedError(ErrorKind::Shape, "grad: the output must have one element, got " + ShapeString(output.sizes()));
+    // torch.autograd.grad's grad_outputs: the gradient of a weighted sum of the output's elements
+    const bool weighted = info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull();
+    at::Tensor weights;
+    if (weighted) {
+      weights = From(env, info[2], "grad: options.gradOutput");
+      if (weights.sizes() != output.sizes()) {
+        throw TypedError(ErrorKind::Shape, "grad: options.gradOutput is " + ShapeString(weights.sizes()) + "; it must have the output's shape " + ShapeString(output.sizes()));
+      }
+    } else if (output.numel() != 1) {
+      throw TypedError(ErrorKind::Shape, "grad: the output must have one element, got " + ShapeString(output.sizes()) + " (or give options.gradOutput, the weight of each element)");
+    }
     if (!output.requires_grad()) throw TypedError(ErrorKind::InvalidArgument, "grad: the output does not depend on anything that requires grad (run the forward with { grad: true })");
     std::vector<at::Tensor> inputs = TensorList(env, info[1], "grad: inputs");
-    std::vector<at::Tensor> grads = torch::autograd::grad({output.reshape({})}, inputs, {}, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
+    std::vector<at::Tensor> grads = weighted ? torch::autograd::grad({output}, inputs, {weights.to(output.options())}, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true)
+                                             : torch::autograd::grad({output.reshape({})}, inputs, {}, /*retain_graph=*/false, /*create_graph=*/false, /*allow_unused=*/true);
     Napi::Array out = Napi::Array::New(env, grads.size());
     for (size_t i = 0; i < grads.size(); ++i) out.Set(static_cast<uint32_t>(i), grads[i].defined() ? Napi::Value(Wrap(env, grads[i])) : env.Null());
     return out;

@@ -126,7 +126,7 @@ export interface NativeBinding {
   loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
   cat(tensors: NativeTensor[], dim: number): NativeTensor;
   stack(tensors: NativeTensor[], dim: number): NativeTensor;
-  grad(output: NativeTensor, inputs: NativeTensor[]): (NativeTensor | null)[];
+  grad(output: NativeTensor, inputs: NativeTensor[], gradOutput?: NativeTensor): (NativeTensor | null)[];
   setNumThreads(count: number): void;
   getNumThreads(): number;
   setCpuFusion(enabled: boolean): void;

@@ -462,10 +462,13 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 /**
  * Gradients of a one-element `output` with respect to each of `inputs` (`torch.autograd.grad`):
  * null for an input the output does not depend on. Nothing accumulates into parameters. The output
- * must come from a forward run with `{ grad: true }`.
+ * must come from a forward run with `{ grad: true }`. With `options.gradOutput` (torch's
+ * `grad_outputs`, the output's shape) the output may have any shape: the gradients are those of
+ * the sum of its elements weighted by `gradOutput`, in one backward pass.
  */
-export function grad(output: Tensor, inputs: readonly Tensor[]): (Tensor | null)[] {
+export function grad(output: Tensor, inputs: readonly Tensor[], options: { gradOutput?: Tensor } = {}): (Tensor | null)[] {
   if (!(output instanceof Tensor)) throw new InvalidArgumentError(`grad: output must be a Tensor, got ${describeValue(output)}`);
   if (!Array.isArray(inputs) || !inputs.every((t) => t instanceof Tensor)) throw new InvalidArgumentError('grad: inputs must be an array of Tensors');
-  return native.grad(output.native, inputs.map((t) => t.native)).map((g) => (g ? new Tensor(g) : null));
+  if (options.gradOutput !== undefined && !(options.gradOutput instanceof Tensor)) throw new InvalidArgumentError(`grad: options.gradOutput must be a Tensor, got ${describeValue(options.gradOutput)}`);
+  return native.grad(output.native, inputs.map((t) => t.native), options.gradOutput?.native).map((g) => (g ? new Tensor(g) : null));
 }

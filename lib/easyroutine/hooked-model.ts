@@ -78,6 +78,11 @@ export interface HookedForwardOptions {
   interventions?: Intervention[];
   /** Your own hooks, run together with the built-in ones (after them, on shared points). */
   hooks?: HookMap;
+  /**
+   * Record the autograd graph (default: only with `keepGradient`), for gradients with respect to
+   * tensors your hooks keep (e.g. a `gradient_site` native hook's).
+   */
+  grad?: boolean;
 }
 
 /** Options of {@link HookedModel.extractCache}. */
@@ -464,7 +469,7 @@ export class HookedModel {
         release();
       }
     };
-    return { ids, args: maskArgument ? [ids, maskArgument] : [ids], hooks: hookMap, grad: config.keepGradient, output: extraction.leaf !== undefined, finish, release };
+    return { ids, args: maskArgument ? [ids, maskArgument] : [ids], hooks: hookMap, grad: config.keepGradient || options.grad === true, output: extraction.leaf !== undefined, finish, release };
   }
 
   /**

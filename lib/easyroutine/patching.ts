@@ -35,6 +35,11 @@ export interface PatchingMetric {
   readonly name: string;
   /** The metric of the logits at each row's last position, `[batch, vocab]`. */
   compute(lastLogits: Tensor): number;
+  /**
+   * For a metric linear in the logits: its gradient with respect to the `[batch, vocab]` last-position
+   * logits, row-major (what attribution patching needs; {@link logitDifference} has it).
+   */
+  gradient?(batch: number, vocab: number): Float32Array;
 }
 
 /**
@@ -67,6 +72,14 @@ export function logitDifference(correct: number | readonly number[], wrong: numb
         total += values[b * vocab + c]! - values[b * vocab + w]!;
       }
       return total / batch;
+    },
+    gradient(batch, vocab) {
+      const weights = new Float32Array(batch * vocab);
+      for (let b = 0; b < batch; b++) {
+        weights[b * vocab + (good.length === 1 ? good[0]! : good[b]!)]! += 1 / batch;
+        weights[b * vocab + (bad.length === 1 ? bad[0]! : bad[b]!)]! -= 1 / batch;
+      }
+      return weights;
     },
   };
 }

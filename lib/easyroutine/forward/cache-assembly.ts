@@ -44,10 +44,18 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     if (!Number.isInteger(vocabularyIndex) || vocabularyIndex < 0 || vocabularyIndex >= vocabulary) {
       throw new InvalidArgumentError(`HookedModel.forward: vocabularyIndex ${vocabularyIndex} is not a token of the vocabulary (0 to ${vocabulary - 1})`);
     }
-    const [gradient] = grad(last.index(vocabularyIndex), [embeddings]);
+    // the extracted activations as they stay in the autograd graph: one backward for all of them
+    const sites = extraction.gradientSites.map(({ key, hook }) => ({ key, value: hook.results() as Tensor | undefined })).filter((s): s is { key: string; value: Tensor } => s.value !== undefined);
+    const [gradient, ...siteGradients] = grad(last.index(vocabularyIndex), [embeddings, ...sites.map((s) => s.value)]);
     // at the target positions, as easyroutine returns them
     cache.addWithInfo('input_embeddings', atTargets(embeddings), `${arch.embeddings} at the target positions: [batch, position, d_model], from a leaf that requires grad`);
     cache.addWithInfo('input_embeddings_gradients', atTargets(gradient!), `d logits[0, -1, ${vocabularyIndex}] / d input_embeddings, at the target positions: [batch, position, d_model]`);
+    sites.forEach(({ key }, i) => {
+      const g = siteGradients[i];
+      // an activation the logit does not depend on has no gradient, and no key
+      const value = g ? atTargets(g) : null;
+      if (value) cache.addWithInfo(`${key}_gradients`, value, `d logits[0, -1, ${vocabularyIndex}] / d ${key}, at the target positions: [batch, position, d]`);
+    });
   }
   const results = new PackedResults();
   for (const collector of collectors) collector.collect(cache, results);

@@ -29,6 +29,8 @@ export interface Extraction {
   hooks: [string, Hook][];
   /** keepGradient's leaf at the embeddings, when asked for. */
   leaf: NativeHook | undefined;
+  /** With keepGradient, each extracted position key's activation as it stays in the autograd graph. */
+  gradientSites: { key: string; hook: NativeHook }[];
   busy: boolean;
 }
 
@@ -87,6 +89,7 @@ export class ExtractionKernels {
   /** Resets the kernels of a finished or failed forward for the next one. */
   release(extraction: Extraction): void {
     for (const collector of extraction.collectors) collector.hook.reset();
+    for (const site of extraction.gradientSites) site.hook.reset();
     extraction.leaf?.reset();
     extraction.busy = false;
   }
@@ -95,14 +98,22 @@ export class ExtractionKernels {
     this.#checkHeads(config);
     const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];
+    const hooks: [string, Hook][] = [];
+    const gradientSites: Extraction['gradientSites'] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
       collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
+      if (config.keepGradient) {
+        // after the extraction at this point, so that the gradient is of the value it read
+        const site = nativeHook('gradient_site');
+        gradientSites.push({ key, hook: site });
+        hooks.push([point, hook], [point, site]);
+        return undefined;
+      }
       return [point, hook] as const;
     };
-    const hooks: [string, Hook][] = [];
-    const add = (entry: readonly [string, NativeHook]) => hooks.push([entry[0], entry[1]]);
+    const add = (entry: readonly [string, NativeHook] | undefined) => entry && hooks.push([entry[0], entry[1]]);
     const arch = this.#architecture;
 
     // keepGradient's leaf gives input_embeddings itself (easyroutine's key for both)
@@ -223,6 +234,6 @@ export class ExtractionKernels {
       hooks.push(['output', hook]);
     }
 
-    return { collectors, hooks, leaf, busy: false };
+    return { collectors, hooks, leaf, gradientSites, busy: false };
   }
 }
