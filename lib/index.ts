@@ -88,6 +88,7 @@ export {
   type LayerHead,
   type PatternReduction,
 } from './easyroutine/extraction-config';
+export { ActivationSaver, ActivationLoader, QueryResult, type Run, type RunMetadata, type RunQuery } from './easyroutine/activation-store';
 export { ActivationCache, formatBytes, cacheKeyGroup, type CacheValue, type Aggregation } from './easyroutine/activation-cache';
 export {
   resolveTokenPositions,

@@ -17,9 +17,9 @@
  * saves to safetensors (readable by Python's `safetensors`) instead of pickle.
  * @module
  */
-import * as fs from 'node:fs';
 import { InvalidArgumentError, describeValue } from '../core/errors';
-import { Tensor, cat, fromTypedArray, stack, type DType, type Device } from '../core/tensor';
+import { Tensor, cat, stack, type DType, type Device } from '../core/tensor';
+import { readSafetensorsFile, writeSafetensorsFile, type SafetensorsContents } from './safetensors-file';
 
 /** A value held by the cache. */
 export type CacheValue = Tensor | number | string | boolean | null | CacheValue[] | { [key: string]: CacheValue };
@@ -381,9 +381,9 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Saves as a safetensors file: tensors by key (nested ones as `key.sub` / `key.0`), everything else in its metadata. */
   save(path: string): void {
-    const bytes = encodeSafetensors(this);
+    const { tensors, metadata } = encodeCache(this);
     try {
-      fs.writeFileSync(path, bytes);
+      writeSafetensorsFile(path, tensors, metadata);
     } catch (error) {
       throw fileError('save', path, error);
     }
@@ -391,13 +391,14 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Loads a file written by {@link ActivationCache.save} (or any safetensors file: its tensors become keys). */
   static load(path: string): ActivationCache {
-    let file: Buffer;
+    let contents: SafetensorsContents;
     try {
-      file = fs.readFileSync(path);
+      contents = readSafetensorsFile(path, 'ActivationCache.load');
     } catch (error) {
+      if (error instanceof InvalidArgumentError) throw error;
       throw fileError('load', path, error);
     }
-    return decodeSafetensors(file);
+    return decodeCache(contents);
   }
 }
 
@@ -411,12 +412,7 @@ function fileError(operation: 'save' | 'load', path: string, error: unknown): In
   return wrapped;
 }
 
-// ---------------------------------------------------------------- safetensors
-
-const SAFETENSORS_DTYPE: Record<DType, string> = {
-  float32: 'F32', float64: 'F64', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
-};
-const FROM_SAFETENSORS = Object.fromEntries(Object.entries(SAFETENSORS_DTYPE).map(([k, v]) => [v, k as DType]));
+// ---------------------------------------------------------------- the cache in a safetensors file
 
 type Layout = { tensor: string } | { list: Layout[] } | { object: Record<string, Layout> } | { value: unknown };
 
@@ -437,7 +433,8 @@ function checkJson(value: unknown, what: string, at = '', seen = new Set<unknown
   seen.delete(value);
 }
 
-function encodeSafetensors(cache: ActivationCache): Buffer {
+/** The cache as a safetensors file's tensors and metadata strings (its layout, infos and metadata). */
+function encodeCache(cache: ActivationCache): { tensors: [string, Tensor][]; metadata: Record<string, string> } {
   const tensors: [string, Tensor][] = [];
   const describe = (value: CacheValue, name: string): Layout => {
     if (isTensor(value)) {
@@ -458,68 +455,15 @@ function encodeSafetensors(cache: ActivationCache): Buffer {
   checkJson(cache.metadata, 'metadata');
   const info = Object.fromEntries(cache.keys().filter((k) => cache.info(k) !== undefined).map((k) => [k, cache.info(k)]));
 
-  const header: Record<string, unknown> = {};
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (const [name, tensor] of tensors) {
-    const data = tensor.to('cpu').contiguous().copyData();
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype: SAFETENSORS_DTYPE[tensor.dtype as DType], shape: tensor.shape, data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
-  }
-  header['__metadata__'] = {
-    'easyroutine.layout': JSON.stringify(layout),
-    'easyroutine.info': JSON.stringify(info),
-    'easyroutine.metadata': JSON.stringify(cache.metadata),
+  return {
+    tensors,
+    metadata: { 'easyroutine.layout': JSON.stringify(layout), 'easyroutine.info': JSON.stringify(info), 'easyroutine.metadata': JSON.stringify(cache.metadata) },
   };
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  const padding = (8 - (json.length % 8)) % 8;  // keeps the data 8-byte aligned, as the reference writer does
-  json = Buffer.concat([json, Buffer.alloc(padding, 0x20)]);
-  const size = Buffer.alloc(8);
-  size.writeBigUInt64LE(BigInt(json.length));
-  return Buffer.concat([size, json, ...chunks]);
 }
 
-const TYPED: Record<DType, new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView> = {
-  float32: Float32Array, float64: Float64Array, float16: Uint16Array, bfloat16: Uint16Array, int64: BigInt64Array,
-  int32: Int32Array, int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
-};
-
-function decodeSafetensors(file: Buffer): ActivationCache {
-  if (file.length < 8) throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (shorter than its header size)');
-  const headerSize = Number(file.readBigUInt64LE(0));
-  if (headerSize > file.length - 8) throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (header size beyond the end)');
-  type Entry = { dtype: string; shape: number[]; data_offsets: [number, number] };
-  let header: Record<string, unknown>;
-  try {
-    header = JSON.parse(file.subarray(8, 8 + headerSize).toString('utf8'));
-  } catch {
-    throw new InvalidArgumentError('ActivationCache.load: not a safetensors file (header is not JSON)');
-  }
-  const base = 8 + headerSize;
-  const tensors = new Map<string, Tensor>();
-  for (const [name, raw] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const entry = raw as Entry;
-    const dtype = FROM_SAFETENSORS[entry.dtype];
-    if (!dtype) throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' has dtype ${entry.dtype}, which easyroutine does not hold`);
-    const [begin, end] = Array.isArray(entry.data_offsets) ? entry.data_offsets : [];
-    const available = file.length - base;
-    if (!Number.isInteger(begin) || !Number.isInteger(end) || begin! < 0 || begin! > end! || end! > available) {
-      throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' has data_offsets ${JSON.stringify(entry.data_offsets)} but the file holds ${available} data bytes (truncated, or a damaged header)`);
-    }
-    const elements = Array.isArray(entry.shape) && entry.shape.every((d) => Number.isInteger(d) && d >= 0) ? entry.shape.reduce((a, b) => a * b, 1) : NaN;
-    if (elements * BYTES[dtype] !== end! - begin!) {
-      throw new InvalidArgumentError(`ActivationCache.load: tensor '${name}' of shape ${JSON.stringify(entry.shape)} and dtype ${entry.dtype} needs ${elements * BYTES[dtype]} bytes but its data_offsets span ${end! - begin!}`);
-    }
-    const copy = new ArrayBuffer(end! - begin!);
-    new Uint8Array(copy).set(file.subarray(base + begin!, base + end!));
-    const view = new TYPED[dtype](copy, 0, elements);
-    tensors.set(name, fromTypedArray(view as never, entry.shape, { dtype }));
-  }
+/** The cache a safetensors file holds: its layout rebuilt, or each tensor a key (a file from elsewhere). */
+function decodeCache({ metadata: meta, tensors }: SafetensorsContents): ActivationCache {
   const cache = new ActivationCache();
-  const meta = (header['__metadata__'] ?? {}) as Record<string, string>;
   const layout: Record<string, Layout> | undefined = meta['easyroutine.layout'] ? JSON.parse(meta['easyroutine.layout']) : undefined;
   const build = (l: Layout): CacheValue => {
     if ('tensor' in l) return tensors.get(l.tensor)!;

@@ -391,7 +391,9 @@ export class HookedModel {
       }
     }
     running.addTo(merged);
-    merged.addMetadata({ batches: done, targetTokenPositions: options.targetTokenPositions ?? ['all'], extractionConfig: extractionConfig(options.extractionConfig ?? {}), interventions: [...this.#interventions, ...(options.interventions ?? [])].map((i) => ({ ...i, patchingValues: i.patchingValues instanceof Tensor ? 'tensor' : i.patchingValues ?? 'ablation' })) });
+    // the file's name (without .pt) names the model, for ActivationSaver's folders
+    const modelName = this.model.path.split(/[\\/]/).pop()!.replace(/\.pt$/, '');
+    merged.addMetadata({ modelName, batches: done, targetTokenPositions: options.targetTokenPositions ?? ['all'], extractionConfig: extractionConfig(options.extractionConfig ?? {}), interventions: [...this.#interventions, ...(options.interventions ?? [])].map((i) => ({ ...i, patchingValues: i.patchingValues instanceof Tensor ? 'tensor' : i.patchingValues ?? 'ablation' })) });
     return merged;
   }
 
