@@ -132,6 +132,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fromTypedArray", Napi::Function::New<TensorHandle::FromTypedArray>(env, "fromTypedArray"));
   exports.Set("cat", Napi::Function::New<TensorHandle::Cat>(env, "cat"));
   exports.Set("stack", Napi::Function::New<TensorHandle::Stack>(env, "stack"));
+  exports.Set("linear", Napi::Function::New<TensorHandle::Linear>(env, "linear"));
   exports.Set("grad", Napi::Function::New<TensorHandle::Grad>(env, "grad"));
   exports.Set("loadModel", Napi::Function::New<ModelHandle::Load>(env, "loadModel"));
   exports.Set("setNumThreads", Napi::Function::New<SetNumThreads>(env, "setNumThreads"));

@@ -14,6 +14,7 @@ export {
   fromTypedArray,
   cat,
   stack,
+  linear,
   grad,
   DTYPES,
   type DType,
@@ -70,7 +71,8 @@ export {
 export { attentionPatternsPage, type AttentionPageOptions } from './plots/attention';
 export { cacheReportPage } from './plots/report';
 export { patchingPage, logitLensPage } from './plots/tables';
-export { logitLens, type LogitLens, type LogitLensOptions, type LensCell, type LensTable } from './easyroutine/logit-lens';
+export { LogitLens, type LogitLensComputeOptions, type MeasuredNorm } from './easyroutine/cached-logit-lens';
+export { logitLens, type LogitLensResult, type LogitLensOptions, type LensCell, type LensTable } from './easyroutine/logit-lens';
 export { attributionPatching, type Attribution, type AttributionGrid, type AttributionOptions } from './easyroutine/attribution';
 export { computePatching, type ComputePatchingOptions, type PatchingQuery } from './easyroutine/compute-patching';
 export { sampleToken, type GenerateOptions, type Generation } from './easyroutine/generation';

@@ -377,6 +377,48 @@ PATCHING = dict(
 )
 
 
+LENS_POSITIONS = [1, 5, 7]
+LENS_DIRECTIONS = [[40, 11], [33, 58]]
+
+
+def build_lens(out_dir: str):
+    """easyroutine's LogitLens by hand on the gpt2 (LayerNorm) and llama (RMSNorm) families: each
+    block's output at LENS_POSITIONS, centred by its own mean for a LayerNorm, scaled by the final
+    residual's statistics there, through the final norm's weight and bias and the unembedding."""
+    out = {}
+    for name, blocks, norm_path in (("gpt2", "transformer.h", "transformer.ln_f"), ("llama", "model.layers", "model.norm")):
+        spec = FAMILIES[name]
+        torch.manual_seed(spec["seed"])
+        model = spec["cls"](**spec["config"]).eval()
+        ids = torch.tensor(PATCHING["clean"])
+        outputs = {}
+        layers = model.get_submodule(blocks)
+        handles = [layer.register_forward_hook(lambda m, args, o, i=i: outputs.__setitem__(i, o)) for i, layer in enumerate(layers)]
+        with torch.no_grad():
+            logits = model(ids)
+        for h in handles:
+            h.remove()
+        norm = model.get_submodule(norm_path)
+        final = outputs[len(layers) - 1][:, LENS_POSITIONS]
+        layer_norm = isinstance(norm, nn.LayerNorm)
+        scale = final.var(-1, unbiased=False, keepdim=True) if layer_norm else final.pow(2).mean(-1, keepdim=True)
+        unembed = model.lm_head.weight
+        result = {"eps": norm.eps, "centred": layer_norm, "weight": to_list(norm.weight), "bias": to_list(norm.bias) if layer_norm else None, "layers": []}
+        with torch.no_grad():
+            for i in range(len(layers)):
+                x = outputs[i][:, LENS_POSITIONS]
+                if layer_norm:
+                    x = x - x.mean(-1, keepdim=True)
+                x = x / torch.sqrt(scale + norm.eps) * norm.weight + (norm.bias if layer_norm else 0)
+                lens_logits = x @ unembed.T
+                directions = torch.stack([lens_logits[b, :, a] - lens_logits[b, :, c] for b, (a, c) in enumerate(LENS_DIRECTIONS)])
+                result["layers"].append({"logits": encode(lens_logits), "logit_diff": directions.tolist()})
+        result["model_logits"] = encode(logits[:, LENS_POSITIONS])
+        out[name] = result
+    with open(os.path.join(out_dir, "lens.json"), "w") as f:
+        json.dump({"positions": LENS_POSITIONS, "directions": LENS_DIRECTIONS, "input_ids": PATCHING["clean"], **out}, f)
+
+
 def build_patching(out_dir: str):
     """Activation patching sweeps done by hand with PyTorch hooks on the nn.Module of the llama
     family (the model in llama_traced.pt): the corrupted batch is run with one activation taken from
@@ -523,6 +565,7 @@ def main(argv: List[str]):
     build_branchy(out_dir)
     build_induction(out_dir)
     build_patching(out_dir)
+    build_lens(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
         build_sdpa(out_dir)
     with open(os.path.join(out_dir, "STAMP"), "w") as f:

@@ -200,6 +200,19 @@ Napi::Value TensorHandle::Cat(const Napi::CallbackInfo& info) {
   return Guarded(env, ErrorKind::Shape, "cat", [&]() -> Napi::Value { return Wrap(env, at::cat(TensorList(env, info[0], "cat"), DimArgument(info))); });
 }
 
+Napi::Value TensorHandle::Linear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::Shape, "linear", [&]() -> Napi::Value {
+    at::Tensor input = From(env, info[0], "linear: input");
+    at::Tensor weight = From(env, info[1], "linear: weight");
+    const bool hasBias = info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull();
+    if (input.dim() < 1 || weight.dim() != 2 || input.size(-1) != weight.size(1)) {
+      throw TypedError(ErrorKind::Shape, "linear: input " + ShapeString(input.sizes()) + " and weight " + ShapeString(weight.sizes()) + " do not fit: the weight must be [out, in] with in = the input's last dimension");
+    }
+    return Wrap(env, at::linear(input, weight, hasBias ? c10::optional<at::Tensor>(From(env, info[2], "linear: bias")) : c10::nullopt));
+  });
+}
+
 Napi::Value TensorHandle::Stack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Shape, "stack", [&]() -> Napi::Value { return Wrap(env, at::stack(TensorList(env, info[0], "stack"), DimArgument(info))); });

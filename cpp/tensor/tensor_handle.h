@@ -34,6 +34,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   // cat(tensors, dim) / stack(tensors, dim): a new tensor (torch.cat / torch.stack).
   static Napi::Value Cat(const Napi::CallbackInfo& info);
   static Napi::Value Stack(const Napi::CallbackInfo& info);
+  static Napi::Value Linear(const Napi::CallbackInfo& info);
   // grad(output, inputs): d output / d input for each input (torch.autograd.grad; nothing accumulates
   // into .grad, so parameters that require grad are left alone).
   static Napi::Value Grad(const Napi::CallbackInfo& info);

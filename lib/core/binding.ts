@@ -126,6 +126,7 @@ export interface NativeBinding {
   loadModel(path: string, device: string, training: boolean, verifyChecksums: boolean): NativeModel;
   cat(tensors: NativeTensor[], dim: number): NativeTensor;
   stack(tensors: NativeTensor[], dim: number): NativeTensor;
+  linear(input: NativeTensor, weight: NativeTensor, bias?: NativeTensor): NativeTensor;
   grad(output: NativeTensor, inputs: NativeTensor[], gradOutput?: NativeTensor): (NativeTensor | null)[];
   setNumThreads(count: number): void;
   getNumThreads(): number;

@@ -460,6 +460,19 @@ export function stack(tensors: readonly Tensor[], dim = 0): Tensor {
 }
 
 /**
+ * `input @ weight.T + bias` over the last dimension (`torch.nn.functional.linear`): weight
+ * `[out, in]`, input `[..., in]`, bias `[out]`; what an unembedding or a projection computes, in
+ * libtorch.
+ */
+export function linear(input: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  for (const [name, value] of [['input', input], ['weight', weight]] as const) {
+    if (!(value instanceof Tensor)) throw new InvalidArgumentError(`linear: ${name} must be a Tensor, got ${describeValue(value)}`);
+  }
+  if (bias !== undefined && !(bias instanceof Tensor)) throw new InvalidArgumentError(`linear: bias must be a Tensor or undefined, got ${describeValue(bias)}`);
+  return new Tensor(native.linear(input.native, weight.native, bias?.native));
+}
+
+/**
  * Gradients of a one-element `output` with respect to each of `inputs` (`torch.autograd.grad`):
  * null for an input the output does not depend on. Nothing accumulates into parameters. The output
  * must come from a forward run with `{ grad: true }`. With `options.gradOutput` (torch's

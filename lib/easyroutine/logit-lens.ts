@@ -30,7 +30,7 @@ export interface LensTable {
 }
 
 /** What {@link logitLens} returns: the table, and the top-k ids and probabilities behind it. */
-export interface LogitLens extends LensTable {
+export interface LogitLensResult extends LensTable {
   /** `[layer][position]`: the k most likely tokens, most likely first. */
   top: Prediction[][][];
 }
@@ -65,7 +65,7 @@ function topK(logits: Float32Array, k: number): Prediction[] {
  * lens.cells[1]![4]; // { token: 'w4', probability: 0.9... }: layer 1 predicts the repeat
  * ```
  */
-export async function logitLens(model: HookedModel, input: string | number[], options: LogitLensOptions = {}): Promise<LogitLens> {
+export async function logitLens(model: HookedModel, input: string | number[], options: LogitLensOptions = {}): Promise<LogitLensResult> {
   const caller = 'logitLens';
   const single = typeof input === 'string' || (Array.isArray(input) && input.length > 0 && input.every(Number.isInteger));
   if (!single) throw new InvalidArgumentError(`${caller}: input must be one prompt (a string) or one row of token ids, got ${describeValue(input)}`);
