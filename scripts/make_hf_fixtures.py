@@ -20,7 +20,8 @@ family's SDPA path drops something, e.g. Gemma 2's soft-capping):
   Metaspace, as Llama's, trained here on a small corpus; BOS added, pad token 't2'-like, left
   padding), for `easyroutine export` end to end; llama-*.json then also holds `text`: prompts, the
   ids and mask Python's tokenizer gives them as a padded batch, its token strings, the logits, and 4
-  greedily generated tokens per prompt (a loop of full forwards with the mask);
+  greedily generated tokens per prompt (a loop of full forwards with the mask); and `patching`: the
+  residual and head sweeps by hand and a gradient at block 0's output (patching_references);
 - for a left-padded batch (the same rows, row 1 with two pad tokens first): the logits and each
   block's output.
 """
@@ -184,6 +185,93 @@ def references(model, eager, mapping):
     return result
 
 
+CORRUPTED = [[5, 17, 3, 42, 8, 23, 11], [9, 31, 2, 14, 60, 7, 19]]
+CORRUPTED[0][3], CORRUPTED[1][3] = 30, 50
+METRIC_TOKENS = (5, 17)  # logit difference correct - wrong at the last position
+
+
+def patching_references(model, mapping):
+    """On the CLI family: the residual sweep (each block's input at one position) and the head sweep
+    (one head's slice of W_O's input at every position) done by hand, the metric the logit
+    difference at the last position averaged over rows; and the gradient of logits[0, -1, 5] with
+    respect to block 0's output."""
+    clean, corrupted = torch.tensor(IDS), torch.tensor(CORRUPTED)
+    full = torch.ones_like(clean)
+    layers = [module(model, l["block"]) for l in mapping["layers"]]
+    o_projs = [module(model, l["projections"]["output"]) for l in mapping["layers"]]
+    head_dim = mapping["head_dim"]
+    correct, wrong = METRIC_TOKENS
+
+    def run(ids):
+        return model(input_ids=ids, attention_mask=full, use_cache=False).logits
+
+    def metric(logits):
+        return (logits[:, -1, correct] - logits[:, -1, wrong]).mean().item()
+
+    def hidden(args, kwargs):
+        return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+
+    def with_hidden(args, kwargs, value):
+        if "hidden_states" in kwargs:
+            return args, {**kwargs, "hidden_states": value}
+        return (value, *args[1:]), kwargs
+
+    saved = {}
+    handles = [layer.register_forward_pre_hook(lambda m, a, k, i=i: saved.__setitem__(("in", i), hidden(a, k).clone()), with_kwargs=True) for i, layer in enumerate(layers)]
+    handles += [o.register_forward_pre_hook(lambda m, a, i=i: saved.__setitem__(("o", i), a[0].clone())) for i, o in enumerate(o_projs)]
+    with torch.no_grad():
+        clean_metric = metric(run(clean))
+        for h in handles:
+            h.remove()
+        corrupted_metric = metric(run(corrupted))
+
+        def patched(hook_module, hook):
+            handle = hook_module.register_forward_pre_hook(hook, with_kwargs=True)
+            value = metric(run(corrupted))
+            handle.remove()
+            return value
+
+        def resid_hook(i, p):
+            def hook(m, a, k):
+                x = hidden(a, k).clone()
+                x[:, p] = saved[("in", i)][:, p]
+                return with_hidden(a, k, x)
+            return hook
+
+        def head_hook(i, h):
+            def hook(m, a, k):
+                x = a[0].clone()
+                x[..., h * head_dim : (h + 1) * head_dim] = saved[("o", i)][..., h * head_dim : (h + 1) * head_dim]
+                return (x, *a[1:]), k
+            return hook
+
+        resid = [[patched(layer, resid_hook(i, p)) for p in range(clean.shape[1])] for i, layer in enumerate(layers)]
+        heads = [[patched(o, head_hook(i, h)) for h in range(mapping["n_heads"])] for i, o in enumerate(o_projs)]
+
+    kept = {}
+
+    def keep(m, a, out):
+        value = out[0] if isinstance(out, tuple) else out
+        value.retain_grad()
+        kept["value"] = value
+
+    handle = layers[0].register_forward_hook(keep)
+    logits = run(clean[:1])
+    handle.remove()
+    logits[0, -1, 5].backward()
+    model.zero_grad(set_to_none=True)
+    return {
+        "clean": IDS,
+        "corrupted": CORRUPTED,
+        "tokens": list(METRIC_TOKENS),
+        "clean_metric": clean_metric,
+        "corrupted_metric": corrupted_metric,
+        "resid_in": resid,
+        "heads": heads,
+        "resid_out_0_gradient": encode(kept["value"].grad),
+    }
+
+
 def build(family, out_dir):
     config_class, extra = FAMILIES[family]
     config = config_class(**{**BASE, **extra})
@@ -212,6 +300,7 @@ def build(family, out_dir):
             refs = references(module, model, mapping)
             if tokenizer is not None:
                 refs["text"] = text_references(module, tokenizer)
+                refs["patching"] = patching_references(module, mapping)
             refs.update({"family": family, "attention": attn, "hf_class": type(model).__name__, "input_ids": IDS, "ablated": list(ABLATED), "mapping": mapping, "manifest_architecture": manifest["architecture"]})
             with open(os.path.join(out_dir, f"{family}-{attn}.json"), "w") as f:
                 json.dump(refs, f)

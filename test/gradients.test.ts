@@ -2,9 +2,10 @@
 // the weighted backward of grad({ gradOutput }), and attribution patching against real activation
 // patching (the sweeps, themselves checked against PyTorch in patching.test.ts).
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HookedModel, InvalidArgumentError, ShapeError, attributionPatching, grad, headPatchingSweep, logitDifference, loadModel, residualPatchingSweep, tensor, type Tensor } from '../lib/index';
-import { expectRejects, expectThrows, fixture } from './helpers';
+import { expectRejects, expectThrows, fixture, fixtures, maxDiffToReference, type EncodedTensor } from './helpers';
 
 const reference = JSON.parse(fs.readFileSync(fixture('llama_patching.json'), 'utf8')) as { clean: number[][]; corrupted: number[][]; correct: number[]; wrong: number[] };
 
@@ -110,5 +111,30 @@ describe.each(['llama_traced.pt', 'llama_scripted.pt'])('attribution patching on
     await expectRejects(attributionPatching(model, { clean: reference.clean, corrupted: reference.corrupted, metric: { name: 'm', compute: () => 0 } }), InvalidArgumentError, /metric must be a PatchingMetric linear in the logits, with gradient/);
     await expectRejects(attributionPatching(model, { clean: reference.clean, corrupted: [reference.corrupted[0]!], metric }), InvalidArgumentError, /clean and corrupted differ in shape/);
     await expectRejects(attributionPatching(model, { clean: reference.clean, corrupted: reference.corrupted, metric, site: 'x' as never }), InvalidArgumentError, /site must be resid_in, resid_mid or resid_out/);
+  });
+});
+
+// the family fixtures exist where transformers made them (CI's pip torch leg requires them)
+const hfReference = path.join(fixtures, 'hf', 'llama-eager.json');
+describe.skipIf(!fs.existsSync(hfReference))('gradients and attribution on an exported Hugging Face model (needs transformers)', () => {
+  const { patching } = JSON.parse(fs.readFileSync(hfReference, 'utf8')) as { patching: { clean: number[][]; corrupted: number[][]; tokens: [number, number]; resid_in: number[][]; heads: number[][]; corrupted_metric: number; resid_out_0_gradient: EncodedTensor } };
+
+  it("keepGradient's resid_out_0_gradients equal PyTorch's gradient on the nn.Module", () => {
+    using model = HookedModel.load(path.join(fixtures, 'hf', 'llama-eager.pt'));
+    const cache = model.forward([patching.clean[0]!], { extractionConfig: { keepGradient: true, extractResidOut: true }, vocabularyIndex: 5 });
+    expect(maxDiffToReference(cache.tensor('resid_out_0_gradients'), patching.resid_out_0_gradient)).toBeLessThan(1e-4);
+    cache.dispose();
+  });
+
+  it('attribution patching estimates the heads\' effects that PyTorch measured', async () => {
+    using model = HookedModel.load(path.join(fixtures, 'hf', 'llama-eager.pt'));
+    const attribution = await attributionPatching(model, { clean: patching.clean, corrupted: patching.corrupted, metric: logitDifference(patching.tokens[0], patching.tokens[1]) });
+    expect(attribution.corruptedMetric).toBeCloseTo(patching.corrupted_metric, 4);
+    const estimated = (attribution.heads.values.toArray() as number[][]).flat();
+    const actual = patching.heads.flat().map((v) => v - patching.corrupted_metric);
+    const sign = estimated.filter((v, i) => Math.abs(actual[i]!) > 0.05 && Math.sign(v) === Math.sign(actual[i]!)).length;
+    expect(sign).toBe(actual.filter((v) => Math.abs(v) > 0.05).length);
+    // layer 0 away from the changed position: both exactly 0
+    (attribution.resid.values.toArray() as number[][])[0]!.forEach((v, p) => p !== 3 && expect(v).toBe(0));
   });
 });

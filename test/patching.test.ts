@@ -2,9 +2,10 @@
 // nn.Module (scripts/make_fixtures.py, build_patching): the residual sweep over layer x position
 // and the head sweep over layer x head, with the logit difference as metric.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HookedModel, InvalidArgumentError, ShapeError, computePatching, headPatchingSweep, logitDifference, logitLens, logitLensPage, patchingPage, residualPatchingSweep } from '../lib/index';
-import { expectRejects, expectThrows, fixture } from './helpers';
+import { expectRejects, expectThrows, fixture, fixtures } from './helpers';
 
 interface PatchingReference {
   clean: number[][];
@@ -156,5 +157,30 @@ describe('patching sweeps: bad input', () => {
     const sweep = residualPatchingSweep(model, { clean: reference.clean, corrupted: reference.corrupted, metric, signal: controller.signal, onProgress: (done) => done === 3 && controller.abort(new Error('enough')) });
     await expect(sweep).rejects.toThrow('enough');
     expect(model.forward(reference.clean).tensor('logits').shape).toEqual([2, 8, 64]);
+  });
+});
+
+// the family fixtures exist where transformers made them (CI's pip torch leg requires them)
+const hfReference = path.join(fixtures, 'hf', 'llama-eager.json');
+describe.skipIf(!fs.existsSync(hfReference))('patching on an exported Hugging Face model (needs transformers)', () => {
+  const { patching } = JSON.parse(fs.readFileSync(hfReference, 'utf8')) as { patching: { clean: number[][]; corrupted: number[][]; tokens: [number, number]; clean_metric: number; corrupted_metric: number; resid_in: number[][]; heads: number[][] } };
+  const options = { clean: patching.clean, corrupted: patching.corrupted, metric: logitDifference(patching.tokens[0], patching.tokens[1]) };
+
+  it("the residual and head sweeps equal PyTorch's by hand on the nn.Module", async () => {
+    using model = HookedModel.load(path.join(fixtures, 'hf', 'llama-eager.pt'));
+    const resid = await residualPatchingSweep(model, options);
+    const heads = await headPatchingSweep(model, options);
+    expect(resid.cleanMetric).toBeCloseTo(patching.clean_metric, 4);
+    expect(resid.corruptedMetric).toBeCloseTo(patching.corrupted_metric, 4);
+    expect(maxDiff(resid.values.toArray() as number[][], patching.resid_in)).toBeLessThan(2e-4);
+    expect(maxDiff(heads.values.toArray() as number[][], patching.heads)).toBeLessThan(2e-4);
+  });
+
+  it('computePatching of one residual site gives the sweep\'s value there', async () => {
+    using model = HookedModel.load(path.join(fixtures, 'hf', 'llama-eager.pt'));
+    const cache = await computePatching(model, { base: [patching.clean], target: [patching.corrupted], patchingQuery: [{ patchingElem: 3, layersToPatch: [0], activationType: 'resid_in_{}' }], baseDictionaryIdxs: [[patching.tokens[1]]], targetDictionaryIdxs: [[patching.tokens[0]]] });
+    expect(cache.tensor('logit_diff_in_patched').item()).toBeCloseTo(patching.resid_in[0]![3]!, 4);
+    expect(cache.tensor('logit_diff_in_clean').item()).toBeCloseTo(patching.corrupted_metric, 4);
+    expect(cache.tensor('target_patched_logits').shape).toEqual([2, 64]);
   });
 });
