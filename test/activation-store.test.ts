@@ -1,7 +1,7 @@
 // ActivationSaver / ActivationLoader in easyroutine's layout (BASE/experiment/model/time/), queried
 // by metadata; and safetensors streamed both ways: a file above 4 GiB saves and loads (one
 // readFileSync stops at 2 GiB), its tensors read back exactly (EASYROUTINE_TEST_LARGE_FILES=1:
-// CI's host leg; the file takes 4.3 GB of disk and about 9 GB of memory for a few seconds).
+// scripts/test.sh runs it alone in CI's host leg; 4.3 GB of disk and about 9 GB of memory for half a minute).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
