@@ -20,6 +20,7 @@ import { InvalidArgumentError, describeValue } from '../core/errors';
 import { Tensor, fromTypedArray, linear } from '../core/tensor';
 import type { ActivationCache } from './activation-cache';
 import type { HookedModel } from './hooked-model';
+import { logSumExp } from './softmax';
 
 /** Options of {@link LogitLens.compute}. */
 export interface LogitLensComputeOptions {
@@ -179,11 +180,8 @@ export class LogitLens {
 }
 
 function softmaxInPlace(row: Float32Array): void {
-  let max = -Infinity;
-  for (const v of row) max = Math.max(max, v);
-  let total = 0;
-  for (let i = 0; i < row.length; i++) total += (row[i] = Math.exp(row[i]! - max));
-  for (let i = 0; i < row.length; i++) row[i]! /= total;
+  const log = logSumExp(row);
+  for (let i = 0; i < row.length; i++) row[i] = Math.exp(row[i]! - log);
 }
 
 /** The cache keys a key or a `{i}`/`{j}` pattern names, in numeric order. */

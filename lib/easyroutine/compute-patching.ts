@@ -18,6 +18,7 @@ import { ActivationCache } from './activation-cache';
 import type { ExtractionConfigInput, ResolvedExtractionConfig } from './extraction-config';
 import type { ExtractionBatch, HookedInput, HookedModel } from './hooked-model';
 import type { Intervention } from './interventions';
+import { logSumExp } from './softmax';
 import type { TokenPosition } from './token-positions';
 
 /** One patching query: which activation, at which layers, at which positions. */
@@ -124,11 +125,7 @@ function lastLogProbs(logits: Tensor): { values: Float64Array; batch: number; vo
   const values = new Float64Array(batch * vocab);
   for (let b = 0; b < batch; b++) {
     const row = raw.subarray((b * positions + positions - 1) * vocab, (b * positions + positions) * vocab);
-    let max = -Infinity;
-    for (const v of row) max = Math.max(max, v);
-    let total = 0;
-    for (const v of row) total += Math.exp(v - max);
-    const log = max + Math.log(total);
+    const log = logSumExp(row);
     for (let v = 0; v < vocab; v++) values[b * vocab + v] = row[v]! - log;
   }
   return { values, batch, vocab };

@@ -21,6 +21,7 @@ import { extractionConfig, type ExtractionConfigInput } from './extraction-confi
 import { assembleCache } from './forward/cache-assembly';
 import { fullMask, takesAttentionMask } from './forward/inputs';
 import { generate, type GenerateOptions, type Generation } from './generation';
+import { topK } from './softmax';
 import { ExtractionKernels } from './forward/extraction';
 import { PositionResolver } from './forward/positions';
 import { RunningAverages } from './forward/running-averages';
@@ -306,13 +307,8 @@ export class HookedModel {
     const [batch, , vocab] = logits.shape as [number, number, number];
     const values = logits.toFloat32Array();
     return Array.from({ length: batch }, (_, b) => {
-      const row = values.subarray(b * vocab, (b + 1) * vocab);
-      let max = -Infinity;
-      for (const v of row) max = Math.max(max, v);
-      let total = 0;
-      for (const v of row) total += Math.exp(v - max);
-      const order = Array.from({ length: vocab }, (_, i) => i).sort((x, y) => row[y]! - row[x]!).slice(0, k);
-      return order.map((token) => ({ token, probability: Math.exp(row[token]! - max) / total, ...(this.tokenizer ? { text: this.tokenizer.decode([token]) } : {}) }));
+      const top = topK(values.subarray(b * vocab, (b + 1) * vocab), k);
+      return top.map((p) => ({ ...p, ...(this.tokenizer ? { text: this.tokenizer.decode([p.token]) } : {}) }));
     });
   }
 

@@ -10,6 +10,7 @@ import { InvalidArgumentError, describeValue } from '../core/errors';
 import { checkSignal } from '../core/model';
 import type { Tensor } from '../core/tensor';
 import type { HookedInput, HookedModel, Prediction } from './hooked-model';
+import { topK } from './softmax';
 
 /** One cell of a logit-lens table: the top token there and its probability. */
 export interface LensCell {
@@ -43,16 +44,6 @@ export interface LogitLensOptions {
   k?: number;
   /** Stops between the forwards; the promise rejects with the reason. */
   signal?: AbortSignal;
-}
-
-/** The top `k` of a row of logits, as probabilities (softmax). */
-function topK(logits: Float32Array, k: number): Prediction[] {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  let total = 0;
-  for (const v of logits) total += Math.exp(v - max);
-  const order = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]!);
-  return order.slice(0, k).map((token) => ({ token, probability: Math.exp(logits[token]! - max) / total }));
 }
 
 /**
