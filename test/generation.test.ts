@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HookedModel, InvalidArgumentError, sampleToken, type Tensor } from '../lib/index';
-import { seededRandom } from '../lib/easyroutine/generation';
+import { seededRandom } from '../lib/easyroutine/seeded-random';
 import { expectRejects, fixture, fixtures, root } from './helpers';
 
 interface GenerationReference {

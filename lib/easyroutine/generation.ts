@@ -14,6 +14,7 @@ import type { ActivationCache } from './activation-cache';
 import type { ExtractionConfigInput } from './extraction-config';
 import type { HookedInput, HookedModel } from './hooked-model';
 import type { Intervention } from './interventions';
+import { seededRandom } from './seeded-random';
 import type { TokenPosition } from './token-positions';
 
 /** Options of {@link HookedModel.generate}. */
@@ -61,18 +62,6 @@ export interface Generation {
   cache?: ActivationCache;
   /** Every step's cache, with `extractEachStep`. */
   steps?: ActivationCache[];
-}
-
-/** mulberry32: a 32-bit seeded generator in [0, 1), enough for sampling (a dependency would add nothing). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

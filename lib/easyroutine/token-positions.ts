@@ -19,6 +19,7 @@
  * @module
  */
 import { InvalidArgumentError, TokenPositionError, describeValue } from '../core/errors';
+import { seededRandom } from './seeded-random';
 
 /** One token position spec (see the module documentation for the grammar). */
 export type TokenPosition = number | readonly [number, number] | string;
@@ -84,18 +85,6 @@ export function validateTokenPosition(spec: TokenPosition): void {
   throw new TokenPositionError(`unknown token position ${JSON.stringify(spec)}; expected ${GRAMMAR}`);
 }
 
-/** A small seeded generator (mulberry32): the same seed gives the same sequence on every platform. */
-function generator(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function hash(text: string, seed: number): number {
   let h = (2166136261 ^ seed) >>> 0;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
@@ -155,7 +144,7 @@ export function resolveTokenPositions(specs: readonly TokenPosition[], span: Seq
       positions = Array.from({ length: end - start }, (_, i) => start + i);
     } else {
       const text = spec as string;
-      const random = () => generator(hash(`${text}/${options.row ?? 0}`, options.seed ?? 0));
+      const random = () => seededRandom(hash(`${text}/${options.row ?? 0}`, options.seed ?? 0));
       let match: RegExpExecArray | null;
       if (text === 'last') {
         if (length < 1) throw outside(spec, '');
