@@ -289,6 +289,71 @@ describe('hook API', () => {
     expectThrows(() => nativeHook('scale', {}), InvalidArgumentError, /options.factor must be a number/);
   });
 
+  it('follows changes to a hook map reused across forwards (hook sets are kept between forwards)', () => {
+    const calls: string[] = [];
+    const hooks: Record<string, ((v: Tensor) => void) | ((v: Tensor) => void)[]> = { [mlpOut]: () => void calls.push('a') };
+    model.forward(ids, { hooks });
+    model.forward(ids, { hooks });
+    hooks[mlpOut] = () => void calls.push('b');
+    model.forward(ids, { hooks });
+    hooks['transformer.h.1:output'] = () => void calls.push('c');
+    model.forward(ids, { hooks });
+    const list = [() => void calls.push('d')];
+    hooks[mlpOut] = list;
+    model.forward(ids, { hooks });
+    list.push(() => void calls.push('e'));
+    model.forward(ids, { hooks });
+    delete hooks['transformer.h.1:output'];
+    model.forward(ids, { hooks });
+    expect(calls).toEqual(['a', 'a', 'b', 'b', 'c', 'd', 'c', 'd', 'e', 'c', 'd', 'e']);
+    const taps = ['transformer.h.0:output'];
+    model.forward(ids, { taps });
+    taps.push('nope');
+    expectThrows(() => model.forward(ids, { taps }), InvalidArgumentError, /unknown hook point 'nope'/);
+    const persistent = model.addHook(mlpOut, () => void calls.push('p'));
+    calls.length = 0;
+    model.forward(ids, { hooks });
+    persistent.remove();
+    model.forward(ids, { hooks });
+    expect(calls).toEqual(['p', 'd', 'e', 'd', 'e']);
+  });
+
+  it('lends each forward its own value when a hook of an async forward runs a forward with the same hooks', async () => {
+    let depth = 0;
+    const outer: number[][] = [];
+    const inner: number[][] = [];
+    const hooks = {
+      [mlpOut]: (v: Tensor) => {
+        if (depth > 0) return void inner.push(numbers(v.toFloat32Array()));
+        depth++;
+        const before = numbers(v.toFloat32Array());
+        model.forward(ids, { hooks: { ...hooks } }).dispose();
+        model.forward(ids, { hooks }).dispose();
+        depth--;
+        outer.push(before, numbers(v.toFloat32Array()));
+      },
+    };
+    await model.forwardAsync(ids, { hooks });
+    expect(inner).toHaveLength(2);
+    expect(outer).toHaveLength(2);
+    expect(outer[1]).toEqual(outer[0]);
+    expect(inner[0]).toEqual(outer[0]);
+  });
+
+  it('runs every hook of an async forward in order, handed to the JS thread while it waits, and stops at the one that throws', async () => {
+    const points = model.hookPoints().map((p) => p.name);
+    const seen: string[] = [];
+    const record = (_: Tensor, c: HookContext) => void seen.push(c.name);
+    const all = Object.fromEntries(points.map((p) => [p, record]));
+    await model.forwardAsync(ids, { hooks: all });
+    expect(seen).toEqual(points);
+    seen.length = 0;
+    const failing = { ...all, [points[9]!]: () => { throw new Error('hook 10 fails'); } };
+    await expect(model.forwardAsync(ids, { hooks: failing })).rejects.toThrow('hook 10 fails');
+    expect(seen).toEqual(points.slice(0, 9));
+    expect(numbers(logitsOf(await model.forwardAsync(ids, { hooks: all })).toFloat32Array())).toEqual(plain);
+  });
+
   it('taps extra points without hooks: same output, and hooks on any subset share the graph', () => {
     const taps = model.hookPoints().map((p) => p.name);
     expect(numbers(logitsOf(model.forward(ids, { taps })).toFloat32Array())).toEqual(plain);

@@ -41,44 +41,12 @@ struct ForwardHooks::JsCall {
   at::Tensor replacement;
 };
 
-ForwardHooks::ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller, bool crossThread)
-    : caller_(caller), crossThread_(crossThread) {
-  for (uint32_t i = 0; i < specs.Length(); ++i) {
-    Napi::Value item = specs.Get(i);
-    if (!item.IsObject()) throw TypedError(ErrorKind::InvalidArgument, caller + ": each hook must be an object {point, fn | kernel}");
-    Napi::Object spec = item.As<Napi::Object>();
-    Napi::Value point = spec.Get("point");
-    if (!point.IsString()) throw TypedError(ErrorKind::InvalidArgument, caller + ": a hook's point must be a string");
-    Binding binding;
-    binding.point = point.As<Napi::String>().Utf8Value();
-    Napi::Value fn = spec.Get("fn");
-    Napi::Value kernel = spec.Get("kernel");
-    if (fn.IsFunction()) {
-      Napi::Value context = spec.Get("context");
-      if (crossThread) {
-        binding.function = Napi::Persistent(fn.As<Napi::Function>());
-        if (context.IsObject()) binding.context = Napi::Persistent(context.As<Napi::Object>());
-      } else {
-        binding.functionValue = fn;
-        binding.contextValue = context;
-      }
-      hasJs_ = true;
-    } else if (auto native = KernelHandle::From(env, kernel)) {
-      binding.kernel = std::move(native);
-    } else {
-      throw TypedError(ErrorKind::InvalidArgument, caller + ": the hook on '" + binding.point + "' is neither a function nor a native hook");
-    }
-    points_.insert(binding.point);
-    bindings_.push_back(std::move(binding));
-  }
-}
+ForwardHooks::ForwardHooks(std::shared_ptr<HookBindings> set, std::shared_ptr<const BoundHooks> bound, const std::string& caller)
+    : set_(std::move(set)), bound_(std::move(bound)), caller_(caller) {}
 
-ForwardHooks::~ForwardHooks() = default;
-
-void ForwardHooks::Bind(std::shared_ptr<const HookedGraph> graph) {
-  graph_ = std::move(graph);
-  bySite_.assign(graph_->sites.size(), {});
-  for (size_t i = 0; i < bindings_.size(); ++i) bySite_.at(graph_->siteOf.at(bindings_[i].point)).push_back(i);
+ForwardHooks::~ForwardHooks() {
+  // the handle serves the next forward of the same set (a fresh one costs microseconds)
+  if (borrowed_) set_->ReturnSpare(std::move(*borrowed_));
 }
 
 void ForwardHooks::RunJsInline(Napi::Env env) { inlineEnv_ = env; }
@@ -99,12 +67,13 @@ void ForwardHooks::Fail(ErrorKind kind, const std::string& message) {
 }
 
 at::Tensor ForwardHooks::OnTap(int64_t site, const at::Tensor& value) {
-  if (site < 0 || static_cast<size_t>(site) >= bySite_.size()) return value;
-  const HookPoint& point = graph_->sites[site];
+  const auto& bySite = bound_->bySite;
+  if (site < 0 || static_cast<size_t>(site) >= bySite.size()) return value;
+  const HookPoint& point = bound_->graph->sites[site];
   at::Tensor current = value;
-  for (size_t index : bySite_[site]) {
+  for (size_t index : bySite[site]) {
     if (abort_ && abort_->load()) Fail(ErrorKind::Aborted, caller_ + ": aborted");
-    Binding& binding = bindings_[index];
+    const HookBinding& binding = set_->bindings()[index];
     at::Tensor replacement;
     if (binding.kernel) {
       try {
@@ -134,35 +103,28 @@ at::Tensor ForwardHooks::OnTap(int64_t site, const at::Tensor& value) {
   return current;
 }
 
-at::Tensor ForwardHooks::CallClosure(Napi::Env env, Binding& binding, const at::Tensor& value) {
+at::Tensor ForwardHooks::CallClosure(Napi::Env env, const HookBinding& binding, const at::Tensor& value) {
   Napi::HandleScope scope(env);
   // The closure borrows the value: the handle is released when the closure returns (the TS wrapper
   // is revoked too), so activations are not pinned until some later GC, and one handle serves every
-  // call of the forward (creating one costs microseconds). A closure that wants the value clones it.
-  if (borrowed_.IsEmpty()) {
-    borrowed_ = Napi::Persistent(TensorHandle::WrapBorrowed(env, value));
+  // call of the forward. A closure that wants the value clones it.
+  if (!borrowed_) borrowed_ = set_->TakeSpare();
+  if (!borrowed_) {
+    Napi::Object handle = TensorHandle::WrapBorrowed(env, value);
+    borrowed_ = BorrowedTensor{Napi::Persistent(handle), TensorHandle::Unwrap(handle)};
   } else {
-    TensorHandle::Rearm(borrowed_.Value(), value);
+    borrowed_->tensor->Rearm(value);
   }
-  Napi::Object handle = borrowed_.Value();
+  Napi::Object handle = borrowed_->handle.Value();
   struct Expiry {
-    Napi::Object handle;
-    const std::string& point;
-    ~Expiry() {
-      try {
-        TensorHandle::Expire(handle, "the value at hook point '" + point + "' is only valid during the hook; clone() it to keep it");
-      } catch (...) {
-      }
-    }
-  } expiry{handle, binding.point};
+    TensorHandle* tensor;
+    const std::shared_ptr<const std::string>& why;
+    ~Expiry() { tensor->Expire(why); }
+  } expiry{borrowed_->tensor, binding.expiry};
   Napi::Value result;
   try {
-    if (crossThread_) {
-      Napi::Value context = binding.context.IsEmpty() ? env.Undefined() : binding.context.Value();
-      result = binding.function.Value().Call({handle, context});
-    } else {
-      result = Napi::Function(env, binding.functionValue).Call({handle, Napi::Value(env, binding.contextValue)});
-    }
+    Napi::Value context = binding.context.IsEmpty() ? env.Undefined() : binding.context.Value();
+    result = binding.function.Value().Call({handle, context});
   } catch (const Napi::Error& e) {
     jsError_ = Napi::Error(env, e.Value());  // not a copy: copying unwraps a thrown primitive, which no reference holds
     Fail(ErrorKind::Forward, "hook on '" + binding.point + "' threw");
@@ -185,21 +147,28 @@ at::Tensor ForwardHooks::CallClosureRemotely(size_t binding, const at::Tensor& v
   call->hooks = this;
   call->binding = binding;
   call->value = value;
-  auto* data = new std::shared_ptr<JsCall>(call);
-  if (calls_->Call(data, napi_tsfn_blocking) != napi_ok) {
-    delete data;
-    Fail(ErrorKind::Disposed, caller_ + ": the JS environment is shutting down; hook on '" + bindings_[binding].point + "' not run");
+  // Handed straight to the JS thread when it is waiting for this forward's next call; else through
+  // the thread-safe function, which wakes the event loop.
+  posted_ = call;
+  int waiting = kJsWaiting;
+  if (!jsState_.compare_exchange_strong(waiting, kCallPosted, std::memory_order_acq_rel)) {
+    posted_.reset();
+    auto* data = new std::shared_ptr<JsCall>(call);
+    if (calls_->Call(data, napi_tsfn_blocking) != napi_ok) {
+      delete data;
+      Fail(ErrorKind::Disposed, caller_ + ": the JS environment is shutting down; hook on '" + set_->bindings()[binding].point + "' not run");
+    }
   }
   // Most closures return within microseconds: spin briefly before sleeping, which saves a thread
   // wake-up per call.
-  auto spinUntil = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+  auto spinUntil = std::chrono::steady_clock::now() + kSpin;
   while (!call->doneFlag.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < spinUntil) std::this_thread::yield();
   std::unique_lock<std::mutex> lock(call->mutex);
   while (!call->done) {
     if (InferenceThread::ProcessExiting() || (stopping_ && stopping_->load())) {
       call->abandoned = true;
       lock.unlock();
-      Fail(ErrorKind::Disposed, caller_ + ": the JS environment is shutting down; hook on '" + bindings_[binding].point + "' not run");
+      Fail(ErrorKind::Disposed, caller_ + ": the JS environment is shutting down; hook on '" + set_->bindings()[binding].point + "' not run");
     }
     call->finished.wait_for(lock, std::chrono::milliseconds(10));
   }
@@ -207,27 +176,60 @@ at::Tensor ForwardHooks::CallClosureRemotely(size_t binding, const at::Tensor& v
   return call->replacement;
 }
 
+void ForwardHooks::ForwardFinished() { forwardDone_.store(true, std::memory_order_release); }
+
 void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
   std::unique_ptr<std::shared_ptr<JsCall>> holder(static_cast<std::shared_ptr<JsCall>*>(data));
-  JsCall& call = **holder;
+  std::shared_ptr<JsCall> call = std::move(*holder);
   if (!rawEnv) {
     // The environment is being torn down. Under the lock, so that the forward's thread cannot give
     // up (and free the hooks) meanwhile.
-    std::lock_guard<std::mutex> lock(call.mutex);
-    if (call.abandoned) return;
+    std::lock_guard<std::mutex> lock(call->mutex);
+    if (call->abandoned) return;
     try {
-      call.hooks->Fail(ErrorKind::Disposed, call.hooks->caller_ + ": the JS environment was torn down during the forward");
+      call->hooks->Fail(ErrorKind::Disposed, call->hooks->caller_ + ": the JS environment was torn down during the forward");
     } catch (const HookFailure&) {
     }
-    call.failed = true;
-    call.done = true;
-    call.doneFlag.store(true, std::memory_order_release);
-    call.finished.notify_all();
+    call->failed = true;
+    call->done = true;
+    call->doneFlag.store(true, std::memory_order_release);
+    call->finished.notify_all();
     return;
   }
+  ForwardHooks& hooks = *call->hooks;
+  if (!Serve(rawEnv, *call)) return;
+  // The forward usually reaches its next hook within microseconds: wait for it here, and run it at
+  // once, instead of going back to the event loop, which the next call would have to wake (tens of
+  // microseconds on a VM). Waiting stops when the forward ends, or after kSpin without a call.
+  for (;;) {
+    hooks.jsState_.store(kJsWaiting, std::memory_order_seq_cst);
+    auto until = std::chrono::steady_clock::now() + kSpin;
+    bool posted = false;
+    while (!hooks.forwardDone_.load(std::memory_order_acquire)) {
+      if (hooks.jsState_.load(std::memory_order_acquire) == kCallPosted) {
+        posted = true;
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= until) break;
+      std::this_thread::yield();
+    }
+    if (!posted) {
+      int waiting = kJsWaiting;
+      if (hooks.jsState_.compare_exchange_strong(waiting, kJsAway, std::memory_order_acq_rel)) return;
+      // a call was posted as the wait ended
+    }
+    std::shared_ptr<JsCall> next = std::move(hooks.posted_);
+    hooks.jsState_.store(kJsAway, std::memory_order_release);
+    if (!Serve(rawEnv, *next)) return;
+  }
+}
+
+// Runs one closure call on the JS thread and tells the forward's thread; false when the forward had
+// given up on it.
+bool ForwardHooks::Serve(napi_env rawEnv, JsCall& call) {
   {
     std::lock_guard<std::mutex> lock(call.mutex);
-    if (call.abandoned) return;
+    if (call.abandoned) return false;
   }
   // Not under the lock: the closure may call process.exit(), and the exit handlers then wait for the
   // forward's thread, which must be able to give up.
@@ -236,12 +238,12 @@ void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
   bool failed = false;
   try {
     at::ThreadLocalStateGuard guard(call.state);
-    replacement = hooks.CallClosure(Napi::Env(rawEnv), hooks.bindings_[call.binding], call.value);
+    replacement = hooks.CallClosure(Napi::Env(rawEnv), hooks.set_->bindings()[call.binding], call.value);
   } catch (const HookFailure&) {
     failed = true;
   } catch (...) {
     try {
-      hooks.Fail(ErrorKind::Forward, "hook on '" + hooks.bindings_[call.binding].point + "' failed in the JS bridge");
+      hooks.Fail(ErrorKind::Forward, "hook on '" + hooks.set_->bindings()[call.binding].point + "' failed in the JS bridge");
     } catch (const HookFailure&) {
     }
     failed = true;
@@ -252,6 +254,7 @@ void ForwardHooks::CallJs(napi_env rawEnv, napi_value, void*, void* data) {
   call.done = true;
   call.doneFlag.store(true, std::memory_order_release);
   call.finished.notify_all();
+  return !failed;
 }
 
 Napi::Error ForwardHooks::Failure(Napi::Env env) const {
@@ -260,11 +263,8 @@ Napi::Error ForwardHooks::Failure(Napi::Env env) const {
 }
 
 void ForwardHooks::Abandon() {
-  for (Binding& binding : bindings_) {
-    binding.function.SuppressDestruct();
-    binding.context.SuppressDestruct();
-  }
-  borrowed_.SuppressDestruct();
+  set_->Abandon();
+  if (borrowed_) borrowed_->handle.SuppressDestruct();
   jsError_.SuppressDestruct();
 }
 

@@ -1,4 +1,5 @@
-// The hooks bound to one forward call, and the TapSink that runs them at the taps.
+// The hooks of one forward call (a HookBindings, shared with other forwards, bound to a graph), and
+// the TapSink that runs them at the taps.
 //
 // At a hook point, hooks run in the order given (the TS layer puts the model's persistent hooks
 // first, in the order they were added, then the call's own); each sees the value the previous one
@@ -13,6 +14,7 @@
 #include <torch/script.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <set>
@@ -22,6 +24,7 @@
 #include "graph/hooked_graph.h"
 #include "graph/tap_op.h"
 #include "hooks/hook_kernel.h"
+#include "hooks/hook_set.h"
 #include "js/abort_token.h"
 #include "js/errors.h"
 #include "js/threadsafe_function.h"
@@ -30,20 +33,14 @@ namespace easyroutine {
 
 class ForwardHooks : public TapSink {
  public:
-  // From [{point, fn | kernel, context}, ...] on the JS thread; `caller` names the API in errors.
-  // `crossThread`: the forward will run on another thread (closures are then held by references;
-  // otherwise the spec array, an argument of the running native call, keeps them alive).
-  ForwardHooks(Napi::Env env, const Napi::Array& specs, const std::string& caller, bool crossThread);
+  // The hooks of `set`, bound to `bound` (HookSetHandle::Bound); `caller` names the API in errors.
+  ForwardHooks(std::shared_ptr<HookBindings> set, std::shared_ptr<const BoundHooks> bound, const std::string& caller);
   // On the JS thread (it releases JS references), unless Abandon() was called.
   ~ForwardHooks() override;
   ForwardHooks(const ForwardHooks&) = delete;
   ForwardHooks& operator=(const ForwardHooks&) = delete;
 
-  const std::set<std::string>& points() const { return points_; }
-  bool hasJsHooks() const { return hasJs_; }
-  // Resolves each hook's site in `graph`, which must tap all of points().
-  void Bind(std::shared_ptr<const HookedGraph> graph);
-  const HookedGraph& graph() const { return *graph_; }
+  const HookedGraph& graph() const { return *bound_->graph; }
 
   // JS closures run inline: the forward runs on the JS thread.
   void RunJsInline(Napi::Env env);
@@ -62,33 +59,33 @@ class ForwardHooks : public TapSink {
   void Abandon();
 
   static void CallJs(napi_env env, napi_value, void* context, void* data);
+  // From the forward's thread once the graph returned: the JS thread stops waiting for calls.
+  void ForwardFinished();
 
  private:
-  struct Binding {
-    std::string point;
-    std::shared_ptr<HookKernel> kernel;
-    napi_value functionValue = nullptr;  // same-thread forwards
-    napi_value contextValue = nullptr;
-    Napi::FunctionReference function;  // cross-thread forwards
-    Napi::ObjectReference context;
-  };
   struct JsCall;
+  // How long either thread spins for the other before sleeping (the forward's thread for a result,
+  // the JS thread for the forward's next call).
+  static constexpr std::chrono::microseconds kSpin{50};
+  // Where the JS thread is, for handing it a call directly.
+  enum : int { kJsAway = 0, kJsWaiting = 1, kCallPosted = 2 };
 
-  at::Tensor CallClosure(Napi::Env env, Binding& binding, const at::Tensor& value);
+  static bool Serve(napi_env env, JsCall& call);
+
+  at::Tensor CallClosure(Napi::Env env, const HookBinding& binding, const at::Tensor& value);
   at::Tensor CallClosureRemotely(size_t binding, const at::Tensor& value);
   [[noreturn]] void Fail(ErrorKind kind, const std::string& message);
 
+  std::shared_ptr<HookBindings> set_;
+  std::shared_ptr<const BoundHooks> bound_;
   std::string caller_;
-  bool crossThread_;
-  Napi::ObjectReference borrowed_;  // the tensor handle lent to closures, re-armed for each call
-  std::vector<Binding> bindings_;
-  std::set<std::string> points_;
-  bool hasJs_ = false;
-  std::shared_ptr<const HookedGraph> graph_;
-  std::vector<std::vector<size_t>> bySite_;
+  std::optional<BorrowedTensor> borrowed_;  // taken from the set's spare on the first closure call
 
   napi_env inlineEnv_ = nullptr;
   ThreadSafeFunction* calls_ = nullptr;
+  std::atomic<int> jsState_{kJsAway};
+  std::shared_ptr<JsCall> posted_;  // written by the forward's thread, read by the JS thread after kCallPosted
+  std::atomic<bool> forwardDone_{false};
   std::shared_ptr<std::atomic<bool>> stopping_;
   AbortFlag abort_;
 

@@ -28,6 +28,7 @@ struct AddonState {
   Napi::FunctionReference abortTokenConstructor;
   Napi::FunctionReference kernelConstructor;
   Napi::FunctionReference tensorPackConstructor;
+  Napi::FunctionReference hookSetConstructor;
   std::array<Napi::FunctionReference, static_cast<size_t>(ErrorKind::Count)> errorClasses;
 
   std::shared_ptr<StorageRegistry> storages;

@@ -169,6 +169,7 @@ Napi::Function ModelHandle::Define(Napi::Env env) {
                          InstanceMethod<&ModelHandle::HookPointShapes>("hookPointShapes"),
                          InstanceMethod<&ModelHandle::HookedGraphInfo>("hookedGraph"),
                          InstanceMethod<&ModelHandle::ValidateHookPoints>("validateHookPoints"),
+                         InstanceMethod<&ModelHandle::HookSet>("hookSet"),
                          InstanceMethod<&ModelHandle::Forward>("forward"),
                          InstanceMethod<&ModelHandle::ForwardAsync>("forwardAsync"),
                          InstanceMethod<&ModelHandle::SetTraining>("setTraining"),
@@ -350,22 +351,30 @@ Napi::Value ModelHandle::Signature(const Napi::CallbackInfo& info) {
   });
 }
 
-std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller, bool crossThread) {
+std::unique_ptr<ForwardHooks> ModelHandle::HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller) {
   if (!options.IsObject()) return nullptr;
-  Napi::Value specs = options.As<Napi::Object>().Get("hooks");
-  Napi::Value taps = options.As<Napi::Object>().Get("taps");
-  if (!specs.IsUndefined() && !specs.IsNull() && !specs.IsArray()) {
-    throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hooks must be an array");
-  }
-  std::vector<std::string> extra;
-  if (!taps.IsUndefined() && !taps.IsNull()) extra = StringList(taps, (std::string(caller) + ": options.taps").c_str());
-  bool anyHooks = specs.IsArray() && specs.As<Napi::Array>().Length() > 0;
-  if (!anyHooks && extra.empty()) return nullptr;
-  auto hooks = std::make_unique<ForwardHooks>(env, anyHooks ? specs.As<Napi::Array>() : Napi::Array::New(env), caller, crossThread);
-  std::set<std::string> points = hooks->points();
-  points.insert(extra.begin(), extra.end());
-  hooks->Bind(hookedGraphs_.Get(Live(caller), points));
-  return hooks;
+  Napi::Value value = options.As<Napi::Object>().Get("hookSet");
+  if (value.IsUndefined() || value.IsNull()) return nullptr;
+  HookSetHandle* set = HookSetHandle::From(env, value);
+  if (!set) throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hookSet must be a NativeHookSet");
+  if (set->owner() != this) throw TypedError(ErrorKind::InvalidArgument, std::string(caller) + ": options.hookSet was made by another model");
+  return std::make_unique<ForwardHooks>(set->bindings(), set->Bound(hookedGraphs_, Live(caller), graphGeneration_), caller);
+}
+
+// hookSet(specs, taps) -> NativeHookSet: the hooks [{point, fn | kernel, context}] and the extra taps,
+// read once, with unknown points refused (suggesting the closest names).
+Napi::Value ModelHandle::HookSet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::InvalidArgument, "Model.forward", [&]() -> Napi::Value {
+    torch::jit::Module& module = Live("forward");
+    if (info.Length() < 1 || !info[0].IsArray()) throw TypedError(ErrorKind::InvalidArgument, "Model.forward: options.hooks must be an array");
+    std::vector<std::string> taps;
+    if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) taps = StringList(info[1], "Model.forward: options.taps");
+    auto bindings = std::make_shared<HookBindings>(env, info[0].As<Napi::Array>(), taps, "Model.forward");
+    Napi::Object handle = HookSetHandle::New(env, bindings, this);
+    HookSetHandle::Unwrap(handle)->Bound(hookedGraphs_, module, graphGeneration_);  // unknown points throw here
+    return handle;
+  });
 }
 
 // hookPoints() -> [{name, module, type, kind, layer}]
@@ -450,7 +459,7 @@ Napi::Value ModelHandle::Forward(const Napi::CallbackInfo& info) {
   return Guarded(env, ErrorKind::Forward, "Model.forward", [&]() -> Napi::Value {
     torch::jit::Module& module = Live("forward");
     std::vector<c10::IValue> stack = ForwardArguments(env, module, info, "Model.forward");
-    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward", false);
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forward");
     if (hooks) hooks->RunJsInline(env);  // closures run right here: this is the JS thread
     c10::IValue output;
     try {
@@ -482,7 +491,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
     for (auto& value : stack) OwnInputs(value);
     StartThread(env);
 
-    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync", true);
+    std::unique_ptr<ForwardHooks> hooks = HooksFrom(env, info[1], "Model.forwardAsync");
     AbortFlag abort = AbortToken::FlagOf(env, info[2]);
     if (hooks) hooks->RunJsThrough(hookCalls_.get(), stopping_, abort);
     auto* job = new AsyncForward{Napi::Promise::Deferred::New(env), module_, std::move(stack), GradOption(info[1]), OutputWanted(info[1]), abort, std::move(hooks), {}, {}};
@@ -509,6 +518,7 @@ Napi::Value ModelHandle::ForwardAsync(const Napi::CallbackInfo& info) {
         } catch (const std::exception& e) {
           job->failure = FailureInfo{ErrorKind::Forward, std::string("Model.forwardAsync: ") + e.what(), {}};
         }
+        if (job->hooks) job->hooks->ForwardFinished();
       }
       job->inputs.clear();
       job->module.reset();
@@ -555,6 +565,7 @@ Napi::Value ModelHandle::SetTraining(const Napi::CallbackInfo& info) {
   return Guarded(env, ErrorKind::Torch, "Model.setTraining", [&]() -> Napi::Value {
     Live(info[0].ToBoolean().Value() ? "train" : "eval").train(info[0].ToBoolean().Value());
     hookedGraphs_.Clear();  // hooked graphs fold the training flags
+    ++graphGeneration_;
     return env.Undefined();
   });
 }

@@ -33,8 +33,8 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
 
   torch::jit::Module& Live(const char* method);
   void StartThread(Napi::Env env);
-  // The hooks of options.hooks bound to their hooked graph, or nullptr when there are none.
-  std::unique_ptr<ForwardHooks> HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller, bool crossThread);
+  // The hooks of options.hookSet bound to their hooked graph, or nullptr when there are none.
+  std::unique_ptr<ForwardHooks> HooksFrom(Napi::Env env, const Napi::Value& options, const char* caller);
   void ShutDown();
 
   Napi::Value Modules(const Napi::CallbackInfo& info);
@@ -45,6 +45,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   Napi::Value HookPointShapes(const Napi::CallbackInfo& info);
   Napi::Value HookedGraphInfo(const Napi::CallbackInfo& info);
   Napi::Value ValidateHookPoints(const Napi::CallbackInfo& info);
+  Napi::Value HookSet(const Napi::CallbackInfo& info);
   Napi::Value Forward(const Napi::CallbackInfo& info);
   Napi::Value ForwardAsync(const Napi::CallbackInfo& info);
   Napi::Value SetTraining(const Napi::CallbackInfo& info);
@@ -65,6 +66,7 @@ class ModelHandle : public Napi::ObjectWrap<ModelHandle> {
   // Set at teardown: forwards waiting on a JS hook give up instead of blocking the join.
   std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
   HookedGraphCache hookedGraphs_;
+  uint64_t graphGeneration_ = 0;  // counts rebuilds of hookedGraphs_: hook sets re-bind when it moves
   napi_env env_ = nullptr;
   int inFlight_ = 0;
   bool cleanupRegistered_ = false;

@@ -247,22 +247,20 @@ Napi::Object TensorHandle::WrapBorrowed(Napi::Env env, at::Tensor tensor) {
   return AddonState::Get(env).tensorConstructor.New({Napi::External<at::Tensor>::New(env, &tensor), Napi::Boolean::New(env, true)});
 }
 
-void TensorHandle::Rearm(Napi::Object handle, at::Tensor tensor) {
-  TensorHandle* self = Unwrap(handle);
-  self->tensor_ = std::move(tensor);
-  self->disposed_ = false;
-  self->expired_.clear();
+void TensorHandle::Rearm(at::Tensor tensor) {
+  tensor_ = std::move(tensor);
+  disposed_ = false;
+  expired_.reset();
 }
 
-void TensorHandle::Expire(Napi::Object handle, std::string why) {
-  TensorHandle* self = Unwrap(handle);
-  self->disposed_ = true;
-  self->expired_ = std::move(why);
-  self->Reset();
+void TensorHandle::Expire(std::shared_ptr<const std::string> why) {
+  disposed_ = true;
+  expired_ = std::move(why);
+  Reset();
 }
 
 const at::Tensor& TensorHandle::Live(const char* method) const {
-  if (disposed_ && !expired_.empty()) throw TypedError(ErrorKind::Disposed, std::string("Tensor.") + method + ": " + expired_);
+  if (disposed_ && expired_) throw TypedError(ErrorKind::Disposed, std::string("Tensor.") + method + ": " + *expired_);
   if (disposed_) throw TypedError(ErrorKind::Disposed, std::string("Tensor.") + method + ": the tensor was disposed");
   return tensor_;
 }

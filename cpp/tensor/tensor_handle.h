@@ -20,10 +20,10 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   // A handle lent to JS for the duration of a call (a hook's value): not counted as external memory,
   // since Expire() releases it when the call returns.
   static Napi::Object WrapBorrowed(Napi::Env env, at::Tensor tensor);
-  // Releases the tensor of a handle: later use throws a DisposedError saying `why`.
-  static void Expire(Napi::Object handle, std::string why);
+  // Releases the tensor of a borrowed handle: later use throws a DisposedError saying `why`.
+  void Expire(std::shared_ptr<const std::string> why);
   // Makes a borrowed handle hold `tensor` again (creating handles costs microseconds: hooks reuse one).
-  static void Rearm(Napi::Object handle, at::Tensor tensor);
+  void Rearm(at::Tensor tensor);
   // True when `value` is a handle created by this addon in this environment.
   static bool Is(Napi::Env env, Napi::Value value);
   // The tensor behind `value`; typed errors name `what` when it is not a live handle.
@@ -71,7 +71,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
 
   at::Tensor tensor_;
   bool disposed_ = false;
-  std::string expired_;  // why the handle was released for its holder, when it was
+  std::shared_ptr<const std::string> expired_;  // why the handle was released for its holder, when it was
   std::shared_ptr<StorageRegistry> storages_;
   bool accounted_ = false;  // counted in the registry's external memory (not for borrowed handles)
 };

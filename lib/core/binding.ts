@@ -93,13 +93,25 @@ export interface NativeModel {
   parameters(): [string, NativeTensor][];
   signature(): string;
   extraFiles(): Record<string, string>;
-  forward(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }): unknown;
-  forwardAsync(args: unknown[], options: { grad?: boolean; output?: false; hooks?: unknown[]; taps?: string[] }, token: NativeAbortToken | null): Promise<unknown>;
+  hookSet(hooks: unknown[], taps: string[] | undefined): NativeHookSet;
+  forward(args: unknown[], options: NativeForwardOptions): unknown;
+  forwardAsync(args: unknown[], options: NativeForwardOptions, token: NativeAbortToken | null): Promise<unknown>;
   setTraining(training: boolean): void;
   isTraining(): boolean;
   device(): string;
   dispose(): void;
   isDisposed(): boolean;
+}
+
+/** A model's hooks and taps read once by the addon (Model keeps the last few and reuses them). */
+export interface NativeHookSet {
+  readonly __nativeHookSet: never;
+}
+
+export interface NativeForwardOptions {
+  grad: boolean;
+  output?: false;
+  hookSet?: NativeHookSet;
 }
 
 export interface NativeRuntimeInfo {
@@ -119,6 +131,7 @@ export interface NativeBinding {
   AbortToken: new () => NativeAbortToken;
   NativeKernel: abstract new (...args: never[]) => NativeKernel;
   NativeTensorPack: new () => NativeTensorPack;
+  NativeHookSet: abstract new (...args: never[]) => NativeHookSet;
   createKernel(name: string, options: Record<string, unknown>): NativeKernel;
   kernelNames(): Record<string, string>;
   setErrorClasses(classes: typeof errorClasses): void;

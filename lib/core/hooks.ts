@@ -163,7 +163,7 @@ export function toNativeSpec(point: string, hook: Hook, context: HookContext | u
         const what = result !== null && typeof (result as { then?: unknown }).then === 'function' ? 'a Promise (hooks must be synchronous)' : describe(result);
         throw new InvalidArgumentError(`hook on '${ctx.name}' returned ${what}; return a Tensor to replace the value, or nothing to keep it`);
       } finally {
-        borrowed._revoke(`the value at hook point '${ctx.name}' is only valid during the hook; clone() it to keep it`);
+        borrowed._revokeBorrowed(ctx.name);
       }
     };
     adapted.set(hook, fn);

@@ -2,9 +2,10 @@
  * TorchScript models: load, inspect, run on the calling thread or on the model's own inference thread.
  * @module
  */
-import { native, type NativeModel } from './binding';
+import { native, type NativeForwardOptions, type NativeModel } from './binding';
 import { AbortError, InvalidArgumentError, describeValue } from './errors';
 import { toNativeSpec, type Hook, type HookHandle, type HookMap, type HookPoint, type HookPointKind, type NativeHookSpec } from './hooks';
+import { HookSetCache } from './hook-set-cache';
 import { Tensor, type Device } from './tensor';
 
 /** A value a model's forward accepts: tensors, numbers, strings, booleans, null, and arrays/objects of them. */
@@ -119,6 +120,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
   readonly #handle: NativeModel;
   #hooks: PersistentHook[] = [];
   #points: Map<string, HookPoint> | undefined;
+  readonly #hookSets = new HookSetCache();
   /** The file the model was loaded from. */
   readonly path: string;
 
@@ -233,7 +235,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     return this.#points;
   }
 
-  #nativeOptions(options: ForwardOptions): { grad: boolean; output?: false; hooks?: NativeHookSpec[]; taps?: string[] } {
+  #nativeOptions(options: ForwardOptions): NativeForwardOptions {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
       throw new InvalidArgumentError(`forward: options must be an object ({ hooks, grad, output, taps }), got ${describeValue(options)}`);
     }
@@ -242,21 +244,28 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     if (options.output !== undefined && typeof options.output !== 'boolean') throw new InvalidArgumentError('forward: options.output must be a boolean');
     const output = options.output === false ? ({ output: false } as const) : {};
     const perCall = options.hooks;
-    const taps = options.taps;
-    if (taps !== undefined && !(Array.isArray(taps) && taps.every((t) => typeof t === 'string'))) {
+    const taps = options.taps ?? [];
+    if (!(Array.isArray(taps) && taps.every((t) => typeof t === 'string'))) {
       throw new InvalidArgumentError('forward: options.taps must be an array of hook point names');
     }
-    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null)) return taps?.length ? { grad, ...output, taps } : { grad, ...output };
-    if (perCall !== undefined && (perCall === null || typeof perCall !== 'object' || Array.isArray(perCall))) {
+    if (this.#hooks.length === 0 && (perCall === undefined || perCall === null) && taps.length === 0) return { grad, ...output };
+    if (perCall !== undefined && perCall !== null && (typeof perCall !== 'object' || Array.isArray(perCall))) {
       throw new InvalidArgumentError('forward: options.hooks must be an object of point name -> hook or hooks');
     }
-    const specs: NativeHookSpec[] = [];
-    const points = this.#pointMap();
-    for (const { point, hook } of this.#hooks) specs.push(toNativeSpec(point, hook, points.get(point)));
-    for (const [point, hooks] of Object.entries(perCall ?? {})) {
-      for (const hook of Array.isArray(hooks) ? hooks : [hooks]) specs.push(toNativeSpec(point, hook, points.get(point)));
+    const pairs: unknown[] = [];
+    for (const { point, hook } of this.#hooks) pairs.push(point, hook);
+    for (const point of Object.keys(perCall ?? {})) {
+      const hooks = perCall![point]!;
+      if (Array.isArray(hooks)) for (const hook of hooks) pairs.push(point, hook);
+      else pairs.push(point, hooks);
     }
-    return { grad, ...output, hooks: specs, ...(taps?.length ? { taps } : {}) };
+    const hookSet = this.#hookSets.get({ pairs, taps }, () => {
+      const points = this.#pointMap();
+      const specs: NativeHookSpec[] = [];
+      for (let i = 0; i < pairs.length; i += 2) specs.push(toNativeSpec(pairs[i] as string, pairs[i + 1] as Hook, points.get(pairs[i] as string)));
+      return this.#handle.hookSet(specs, taps);
+    });
+    return { grad, ...output, hookSet };
   }
 
   /**
@@ -304,6 +313,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
   train(mode = true): this {
     this.#handle.setTraining(mode);
     this.#points = undefined;
+    this.#hookSets.clear();
     return this;
   }
 
@@ -315,6 +325,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
   /** Releases the model. Queued async forwards reject with {@link DisposedError}; a running one finishes. */
   dispose(): void {
     registry.unregister(this);
+    this.#hookSets.clear();
     this.#handle.dispose();
   }
 

@@ -53,6 +53,17 @@ function revokedHandle(why: string): NativeTensor {
 }
 // one stand-in serves every tensor disposed while still in its pack
 const disposedHandle: NativeTensor = revokedHandle('the tensor was disposed');
+
+// One stand-in per hook point, made on first use: a hook's value is revoked after every call.
+const expiredAt = new Map<string, NativeTensor>();
+function borrowedExpiry(point: string): NativeTensor {
+  let handle = expiredAt.get(point);
+  if (!handle) {
+    handle = revokedHandle(`the value at hook point '${point}' is only valid during the hook; clone() it to keep it`);
+    expiredAt.set(point, handle);
+  }
+  return handle;
+}
 let copyWarningShown = false;
 
 /**
@@ -97,13 +108,13 @@ export class Tensor implements Disposable {
   }
 
   /**
-   * @internal Ends a borrowed tensor's life: every later use throws a DisposedError saying `why`.
-   * The addon reuses the native handle of a hook's value for the next call; this wrapper must not
-   * follow it there.
+   * @internal Ends the life of a hook's borrowed value at `point`: every later use throws a
+   * DisposedError saying so. The addon reuses the native handle of a hook's value for the next call;
+   * this wrapper must not follow it there.
    */
-  _revoke(why: string): void {
+  _revokeBorrowed(point: string): void {
     this.#packed = undefined;
-    this.#handle = revokedHandle(why);
+    this.#handle = borrowedExpiry(point);
     this.#data = undefined;
   }
 
