@@ -499,6 +499,19 @@ describe('predictions and string tokens', () => {
     expect(cache.get('token_dict')).toEqual({ last: [7], '[0,2]': [0, 1] });
     expectThrows(() => HookedModel.load(fixture('gpt2_traced.pt')).toStringTokens([1]), InvalidArgumentError, /no tokenizer/);
   });
+
+  it('decodes each token once per tokenizer, and again with a new tokenizer', () => {
+    const other = HookedModel.load(fixture('gpt2_traced.pt'));
+    const decoded: number[] = [];
+    other.tokenizer = { decode: (tokens: number[]) => (decoded.push(...tokens), `a${tokens[0]}`) };
+    other.forward(ids, { targetTokenPositions: ['all'] }).dispose();
+    other.forward(ids, { targetTokenPositions: ['all'] }).dispose();
+    expect(decoded.sort((a, b) => a - b)).toEqual([...new Set(ids[0]!)].sort((a, b) => a - b));
+    other.tokenizer = { decode: (tokens: number[]) => `b${tokens[0]}` };
+    expect((other.forward(ids, { targetTokenPositions: ['last'] }).get('target_tokens') as Record<string, string[]>).last).toEqual([`b${ids[0]![7]}`]);
+    expect(other.toStringTokens([3])).toEqual(['b3']);
+    other.dispose();
+  });
 });
 
 describe('keys and shapes for each ExtractionConfig flag (6 tokens, pivot 4, inputs-partition-0: 4 positions)', () => {

@@ -227,6 +227,26 @@ export class HookedModel {
     this.#givenTokenizer = tokenizer;
   }
 
+  // Single tokens decoded so far, for the tokenizer they were decoded with: every cache names the
+  // tokens at its targets, and decoding one took ~0.4 us, 13 us of a 33-token forward.
+  #tokenStrings: { tokenizer: Tokenizer; strings: Map<number, string> } | undefined;
+
+  /** A function decoding one token id with the current tokenizer (remembered), or undefined without one. */
+  #tokenDecoder(): ((id: number) => string) | undefined {
+    const tokenizer = this.tokenizer;
+    if (!tokenizer) return undefined;
+    if (this.#tokenStrings?.tokenizer !== tokenizer) this.#tokenStrings = { tokenizer, strings: new Map() };
+    const { strings } = this.#tokenStrings;
+    return (id) => {
+      let text = strings.get(id);
+      if (text === undefined) {
+        text = tokenizer.decode([id]);
+        strings.set(id, text);
+      }
+      return text;
+    };
+  }
+
   /** The tokenizer for text, or an error that says why there is none. */
   #textTokenizer(caller: string): Tokenizer {
     const tokenizer = this.tokenizer;
@@ -291,9 +311,9 @@ export class HookedModel {
     const caller = 'HookedModel.toStringTokens';
     const ids = typeof input === 'string' ? encodeText(this.#textTokenizer(caller), input, caller) : input;
     if (!Array.isArray(ids)) throw new InvalidArgumentError(`${caller}: expected an array of token ids or a string, got ${describeValue(input)}`);
-    const tokenizer = this.tokenizer;
-    if (!tokenizer) throw new InvalidArgumentError(`${caller}: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer`);
-    return ids.map((id) => tokenizer.decode([id]));
+    const decode = this.#tokenDecoder();
+    if (!decode) throw new InvalidArgumentError(`${caller}: no tokenizer; pass one to HookedModel.load({ tokenizer }) or set model.tokenizer`);
+    return ids.map((id) => decode(id));
   }
 
   /**
@@ -447,16 +467,16 @@ export class HookedModel {
     };
     const finish = (output: Tensor | null) => {
       try {
-        const tokenizer = this.tokenizer;
         return assembleCache(output, {
           architecture: this.architecture,
-          decode: tokenizer && ((tokens) => tokenizer.decode(tokens)),
+          decodeToken: this.#tokenDecoder(),
           ids,
           config,
           specs,
           perRow,
           groupSizes,
           positions: target.positions,
+          wholeSequence: target.wholeSequence,
           extraction,
           pivotPositions: options.pivotPositions,
           vocabularyIndex: options.vocabularyIndex,

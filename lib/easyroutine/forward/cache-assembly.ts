@@ -15,14 +15,16 @@ import { PackedResults } from './packed-results';
 /** What a forward's cache is made from. */
 export interface ForwardRecord {
   architecture: ArchitectureMapping;
-  /** Decodes token ids for `token_dict`, when the model has a tokenizer. */
-  decode: ((ids: number[]) => string) | undefined;
+  /** Decodes one token id for `target_tokens`, when the model has a tokenizer. */
+  decodeToken: ((id: number) => string) | undefined;
   ids: Tensor;
   config: Readonly<ResolvedExtractionConfig>;
   specs: TokenPosition[];
   perRow: number[][][];
   groupSizes: number[];
   positions: number[][];
+  /** Whether `positions` are every position of every row, in order. */
+  wholeSequence: boolean;
   extraction: Extraction;
   pivotPositions: number[] | undefined;
   vocabularyIndex: number | undefined;
@@ -30,7 +32,7 @@ export interface ForwardRecord {
 
 /** Builds the cache of one forward from what the extraction's kernels collected. */
 export function assembleCache(output: Tensor | null, record: ForwardRecord): ActivationCache {
-  const { architecture: arch, decode, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
+  const { architecture: arch, decodeToken, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
   const { leaf, collectors } = extraction;
   const cache = new ActivationCache();
   // t[b, positions[b]] for every row b, by advanced indexing; the indices are made on first use
@@ -59,7 +61,12 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   }
   const results = new PackedResults();
   for (const collector of collectors) collector.collect(cache, results);
-  if (config.saveInputIds) cache.addWithInfo('input_ids', atTargets(ids.to('int64')), '[batch, position]: token ids');
+  if (config.saveInputIds) {
+    const int64 = ids.dtype === 'int64' ? ids : ids.to('int64');
+    // at every position the gather is a copy, without the two index tensors
+    cache.addWithInfo('input_ids', record.wholeSequence ? int64.clone() : atTargets(int64), '[batch, position]: token ids');
+    if (int64 !== ids) int64.dispose();
+  }
   index?.forEach((t) => t.dispose());
   let start = 0;
   const mappingIndex: Record<string, number[] | string> = {};
@@ -83,7 +90,7 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     const positions = perRow[0]![i]!;
     const at = positions.map((p) => Number(rowIds[p]!));
     tokenDict[name] = [...positions];
-    targetTokens[name] = decode ? at.map((id) => decode([id])) : at;
+    targetTokens[name] = decodeToken ? at.map(decodeToken) : at;
   });
   cache.set('token_dict', tokenDict);
   cache.set('target_tokens', targetTokens);

@@ -21,6 +21,8 @@ export interface Target {
   rows: number[][][] | undefined;
   /** The input's sequence length (padding included). */
   inputLength: number;
+  /** Every row's positions are the whole sequence, in order: gathering them is a copy. */
+  wholeSequence: boolean;
 }
 
 /** Everything a forward's options resolve to before it runs: equal for equal options and shapes. */
@@ -90,7 +92,9 @@ export class PositionResolver {
       offsets: spans.map((s) => s.offset),
       rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
       inputLength,
+      wholeSequence: false,
     };
+    target.wholeSequence = target.positions.every((row) => row.length === inputLength && row.every((p, i) => p === i));
     const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
     const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows} ${inputLength}`;
     const resolution = { perRow, groupSizes, target, extractionKey };
