@@ -15,8 +15,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThreads, tensor } from '../dist/index.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-// `npm run bench -- models` runs only the named sections (data, soak, generate, models); all by default
-const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'generate', 'models']);
+// `npm run bench -- models` runs only the named sections (data, soak, generate, models, gpu); all by default
+const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'generate', 'models', 'gpu']);
 const cores = os.cpus().length;
 const rows = [];
 /** One line of the table: `node` and `python` in `unit`, or a single `value`. */
@@ -294,6 +294,77 @@ for (const m of sections.has('models') ? models : []) {
   }
 }
 if (sections.has('models') && !models.some((m) => m.name === 'gpt2-small-shaped')) row('GPT-2-small shape', { value: NaN, unit: 'not measured: bench/models/gpt2-small-shaped.pt is missing and python3-torch cannot make it' });
+
+// ---- gpu: where CUDA is available, the same figures on device 'cuda' (bare forward, extraction of
+// every resid_out and pattern, a closure hook per call), and the bytes an extraction copies against
+// the device's own copy bandwidth (a 256 MB device-to-device clone), so one command on a GPU machine
+// gives the numbers. Timings wait for the device: every case ends by reading a value back.
+console.error('gpu');
+if (sections.has('gpu')) {
+  if (!runtimeInfo().cudaAvailable) {
+    row('GPU', { value: NaN, unit: `not measured: CUDA is not available (libtorch ${runtimeInfo().libtorchVersion}${runtimeInfo().cudaBuild ? ', a CUDA build with no device' : ', CPU build'})` });
+  } else {
+    const big = tensor(new Float32Array(64 << 20), [64 << 20]).to('cuda');
+    big.clone().dispose();
+    const copies = [];
+    for (let i = 0; i < 10; i++) {
+      const started = performance.now();
+      const copy = big.clone();
+      copy.index(0).item();
+      copies.push(performance.now() - started);
+      copy.dispose();
+    }
+    // a clone reads and writes each byte
+    const bandwidth = (2 * (256 << 20)) / (median(copies) / 1000);
+    row('GPU: device copy bandwidth (256 MB clone, read + write)', { value: bandwidth / 1e9, unit: 'GB/s' });
+    big.dispose();
+    for (const m of models) {
+      try {
+        const hooked = HookedModel.load(m.file, { device: 'cuda' });
+        const ids = tensor([m.ids], { dtype: 'int64' }).to('cuda');
+        const config = extractionConfig({ extractResidOut: true, extractAttnPattern: true, saveLogits: false });
+        const options = { targetTokenPositions: ['all'], extractionConfig: config };
+        const points = hooked.model.hookPoints().map((p) => p.name);
+        const empty = () => undefined;
+        const closures = { hooks: Object.fromEntries(points.map((p) => [p, empty])) };
+        const taps = { taps: points };
+        const sync = (t) => (t.index(0).index(0).index(0).item(), t.dispose());
+        let bytes = 0;
+        const [bare, extraction, tapped, withClosures] = await alternate(
+          [
+            { node: () => sync(hooked.model.forward(ids)) },
+            {
+              node: () => {
+                const cache = hooked.forward(ids, options);
+                bytes = 0;
+                for (const key of cache.keys()) {
+                  const value = cache.get(key);
+                  if (value && typeof value === 'object' && 'numel' in value) bytes += value.numel * (value.dtype === 'float64' || value.dtype === 'int64' ? 8 : value.dtype === 'float16' || value.dtype === 'bfloat16' ? 2 : 4);
+                }
+                cache.tensor(cache.keys().find((k) => k.startsWith('pattern_'))).index(0).index(0).index(0).item();
+                cache.dispose();
+              },
+            },
+            { node: () => sync(hooked.model.forward(ids, taps)) },
+            { node: () => sync(hooked.model.forward(ids, closures)) },
+          ],
+          { runs: 21, iterations: m.name === 'bundled' ? 20 : 3, threads: 1 },
+        );
+        const suffix = `${m.label}, cuda`;
+        row(`GPU: bare forward (${suffix})`, { value: median(bare), unit: 'ms' });
+        row(`GPU: extraction of every resid_out and pattern (${suffix})`, { value: median(extraction), unit: 'ms', ratio: ratioOf(extraction, bare) });
+        row(`GPU: taps at all ${points.length} points, no hooks / untouched forward (${suffix})`, { value: ratioOf(tapped, bare), unit: 'x' });
+        row(`GPU: a JS closure that does nothing, per call (${suffix})`, { value: ((median(withClosures) - median(tapped)) * 1000) / points.length, unit: 'µs' });
+        const extra = Math.max(median(extraction) - median(bare), 1e-6) / 1000;
+        row(`GPU: bytes an extraction keeps, and their copy time at the device's bandwidth / the extraction's extra time (${suffix})`, { value: bytes / 2 ** 20, unit: 'MB', ratio: bytes / bandwidth / extra });
+        ids.dispose();
+        hooked.dispose();
+      } catch (error) {
+        row(`GPU: ${m.label}`, { value: NaN, unit: `not measured: ${error.constructor.name}: ${String(error.message).split('\n')[0]}` });
+      }
+    }
+  }
+}
 
 setNumThreads(cores);
 
