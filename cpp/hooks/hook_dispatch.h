@@ -17,9 +17,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
-#include <vector>
 
 #include "graph/hooked_graph.h"
 #include "graph/tap_op.h"

@@ -86,15 +86,15 @@ export class PositionResolver {
       }
     });
     const rowSpecs = config.attnPatternRowPositions;
+    const positions = perRow.map(concatenated);
     const target: Target = {
-      positions: perRow.map(concatenated),
+      positions,
       groupSizes,
       offsets: spans.map((s) => s.offset),
       rows: config.extractAttnPattern && rowSpecs ? resolveRows(rowSpecs) : undefined,
       inputLength,
-      wholeSequence: false,
+      wholeSequence: positions.every((row) => row.length === inputLength && row.every((p, i) => p === i)),
     };
-    target.wholeSequence = target.positions.every((row) => row.length === inputLength && row.every((p, i) => p === i));
     const rows = target.rows ? target.rows.map((r) => r.map((g) => g.join(',')).join('|')).join(';') : '';
     const extractionKey = `${configKey(config)} ${target.positions.join(';')} ${target.groupSizes} ${target.offsets} ${rows} ${inputLength}`;
     const resolution = { perRow, groupSizes, target, extractionKey };
