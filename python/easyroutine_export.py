@@ -71,8 +71,9 @@ def _wrapper_class():  # built on demand: torch is imported only after the requi
 
 
 def _patch_untraceable(model):
-    """Replaces Python autograd Functions that torch.jit.save refuses by the same computation in
-    plain ops (Bloom's GeLU: `bloom_gelu_forward` is what its Function's forward calls)."""
+    """Replaces what a trace cannot keep by the same computation in traceable ops: Python autograd
+    Functions that torch.jit.save refuses (Bloom's GeLU: `bloom_gelu_forward` is what its Function's
+    forward calls), and values a trace would freeze at the sample's length (CPM-Ant's mask)."""
     patched = []
     try:
         from transformers.models.bloom import modeling_bloom
@@ -83,7 +84,34 @@ def _patch_untraceable(model):
                 patched.append(name)
     except ImportError:
         pass
+    try:
+        from transformers.models.cpmant import modeling_cpmant
+
+        for name, module in model.named_modules():
+            if isinstance(module, getattr(modeling_cpmant, "CpmAntModel", ())):
+                module._prepare_attention_mask = _cpmant_attention_mask.__get__(module)
+                patched.append(name)
+    except ImportError:
+        pass
     return patched
+
+
+def _cpmant_attention_mask(self, input_ids, span, context, length):
+    """CpmAntModel._prepare_attention_mask with its left-padding mask from torch.arange: the original
+    builds it with torch.tensor(list(range(...))), which a trace freezes at the sample's length."""
+    import torch
+
+    batch = input_ids.size(0)
+    seqlen = input_ids.size(1)
+    device = input_ids.device
+    directional_mask_2d = torch.arange(seqlen, device=device) <= torch.arange(seqlen, device=device).view(-1, 1)
+    attention_mask = context[:, None, :] | (context[:, :, None].logical_not() & directional_mask_2d.view(1, seqlen, seqlen))
+    attention_mask = attention_mask & (span[:, None, :] == span[:, :, None])
+    # range(seqlen - prompt_length)[::-1], as a traced op
+    positions = torch.arange(seqlen - self.prompt_length - 1, -1, -1, device=device)
+    mask_1d = positions[None, :].repeat(batch, 1) < length[:, None]
+    mask_1d = torch.cat((torch.ones(batch, self.prompt_length, device=device).bool(), mask_1d), dim=1)
+    return mask_1d.view(batch, seqlen, 1) & mask_1d.view(batch, 1, seqlen) & attention_mask
 
 
 def _first_tensor(value):
@@ -114,7 +142,7 @@ def _same(a, b) -> bool:
 
 
 def _record(model, inputs) -> Dict[str, dict]:
-    """Every module's hidden-states input and first tensor output on one forward, in call order."""
+    """Every module's hidden-states input, first tensor output and tuple elements on one forward, in call order."""
     import torch
 
     seen: Dict[str, dict] = {}
@@ -126,9 +154,15 @@ def _record(model, inputs) -> Dict[str, dict]:
             if hidden is None:
                 hidden = _first_tensor(args)
             if path not in seen:
-                seen[path] = {"input": None if hidden is None else hidden.detach().clone(), "output": (_first_tensor(output).detach().clone() if _first_tensor(output) is not None else None), "order": order[0]}
+                first = _first_tensor(output)
+                # a tuple's tensors by position: the residual need not come first (xLSTM's blocks return their states before it)
+                elements = [v.detach().clone() if isinstance(v, torch.Tensor) else None for v in output] if isinstance(output, tuple) else None
+                seen[path] = {"input": None if hidden is None else hidden.detach().clone(), "output": None if first is None else first.detach().clone(), "elements": elements, "order": order[0]}
                 order[0] += 1
-        handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        try:
+            handles.append(module.register_forward_hook(hook, with_kwargs=True))
+        except TypeError:  # torch < 2.0 has no keyword arguments in hooks: plain modules pass hidden states positionally
+            handles.append(module.register_forward_hook(lambda mod, args, output, hook=hook: hook(mod, args, {}, output)))
     try:
         with torch.no_grad():
             model(**inputs)
@@ -136,6 +170,19 @@ def _record(model, inputs) -> Dict[str, dict]:
         for h in handles:
             h.remove()
     return seen
+
+
+def residual_element(recorded: dict, next_input) -> Optional[int]:
+    """Which element of a block's tuple output is the residual stream: the one the next block (or the
+    final norm) reads, by data flow; None for a block that returns one tensor."""
+    elements = recorded.get("elements")
+    if elements is None:
+        return None
+    same = [i for i, e in enumerate(elements) if e is not None and _same(e, next_input)]
+    if same:
+        return same[0]
+    shaped = [i for i, e in enumerate(elements) if e is not None and recorded["input"] is not None and e.shape == recorded["input"].shape]
+    return shaped[0] if shaped else 0
 
 
 def _has_weight(module) -> bool:
@@ -151,9 +198,16 @@ def _layout(module) -> str:
     return "in_out" if type(module).__name__ == "Conv1D" else "out_in"
 
 
+def _text_config(config):
+    """The language model's config: the config itself, or its text part in a composite config."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def find_mapping(model, config, sample) -> dict:
     """The architecture mapping of a Hugging Face causal LM (paths relative to `model`), by data flow."""
     import torch
+
+    config = _text_config(config)
 
     n_layers = config.num_hidden_layers
     modules = dict(model.named_modules())
@@ -227,9 +281,16 @@ def find_mapping(model, config, sample) -> dict:
                 "mlp_out": mlp_out_module,
             }
         )
-    last_out = seen[layers[-1]["block"]]["output"]
+    last = seen[layers[-1]["block"]]
+    last_outputs = [e for e in (last.get("elements") or [last["output"]]) if e is not None]
     in_layers = lambda p: inside(p, layers_path)  # noqa: E731
-    final_norm = next((p for p in seen if not in_layers(p) and p and _is_norm(modules[p]) and _same(seen[p]["input"], last_out)), None)
+    final_norm = next((p for p in seen if not in_layers(p) and p and _is_norm(modules[p]) and any(_same(seen[p]["input"], e) for e in last_outputs)), None)
+    # each block's residual element: what the next block reads; after the last, the final norm
+    for i, layer in enumerate(layers):
+        recorded = seen[layer["block"]]
+        next_input = seen[layers[i + 1]["block"]]["input"] if i + 1 < len(layers) else (seen[final_norm]["input"] if final_norm else None)
+        index = residual_element(recorded, next_input)
+        layer["resid_out"] = None if index is None else f"output.{index}"
     logits = seen[""]["output"]
     # the output embedding; logits may be post-processed after it (Gemma 2's soft-capping)
     output_embeddings = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -263,7 +324,9 @@ def prefixed(mapping: dict, prefix: str) -> dict:
     out["unembed"] = p(mapping["unembed"])
     out["layers"] = []
     for layer in mapping["layers"]:
-        entry = {k: (p(v) if isinstance(v, str) or (v is None and k not in ("parallel",)) else v) for k, v in layer.items() if k != "projections"}
+        entry = {k: (p(v) if isinstance(v, str) or (v is None and k not in ("parallel",)) else v) for k, v in layer.items() if k not in ("projections", "resid_out")}
+        if "resid_out" in layer:
+            entry["resid_out"] = layer["resid_out"]
         proj = dict(layer["projections"])
         proj["qkv"] = [p(x) for x in proj["qkv"]]
         proj["output"] = p(proj["output"])
@@ -326,7 +389,7 @@ def export(model, out: str, mapping: dict, config=None, tokenizer_files: Optiona
     missing = [k for k in ("layers", "n_heads", "n_kv_heads", "head_dim", "d_model", "final_norm", "unembed") if k not in mapping]
     if missing:
         raise SystemExit(f"easyroutine export: the mapping lacks {', '.join(missing)}")
-    vocab = vocab or (config.vocab_size if config is not None else 64)
+    vocab = vocab or (_text_config(config).vocab_size if config is not None else 64)
     ids, mask = sample_inputs(vocab, device)
     with_mask = _takes_mask(model)
     with warnings.catch_warnings():
@@ -359,14 +422,19 @@ def export_pretrained(model_dir: str, out: str, attn: str = "eager", dtype: str 
     transformers.utils.logging.disable_progress_bar()
     config = transformers.AutoConfig.from_pretrained(model_dir)
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation=attn, dtype=getattr(torch, dtype)).to(device).eval()
+    tokenizer_files = {name: open(os.path.join(model_dir, name), encoding="utf-8").read() for name in TOKENIZER_FILES if os.path.exists(os.path.join(model_dir, name))}
+    return export_model(model, config, out, attn=attn, tokenizer_files=tokenizer_files, device=device, tolerance=1e-4 if dtype == "float32" else 5e-2)
+
+
+def export_model(model, config, out: str, attn: str = "eager", tokenizer_files: Optional[dict] = None, device: str = "cpu", tolerance: float = 1e-4):
+    """Exports a loaded Hugging Face causal LM (an `AutoModelForCausalLM` in eval mode, attention
+    implementation `attn`): its mapping found by data flow, traced, checked and saved."""
     patched = _patch_untraceable(model)
     wrapper = _wrapper_class()(model).eval()
-    ids, mask = sample_inputs(config.vocab_size, device)
+    ids, mask = sample_inputs(_text_config(config).vocab_size, device)
     mapping = prefixed(find_mapping(model, config, {"input_ids": ids, "attention_mask": mask}), "model")
     mapping["attention_implementation"] = attn
     mapping["patched"] = patched
-    tokenizer_files = {name: open(os.path.join(model_dir, name), encoding="utf-8").read() for name in TOKENIZER_FILES if os.path.exists(os.path.join(model_dir, name))}
-    tolerance = 1e-4 if dtype == "float32" else 5e-2
     return export(wrapper, out, mapping, config=config, tokenizer_files=tokenizer_files, hf_class=type(model).__name__, device=device, tolerance=tolerance)
 
 

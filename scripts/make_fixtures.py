@@ -30,8 +30,11 @@ from reference_models import (  # noqa: E402
     LastLogitsGPT,
     Llama,
     SdpaModel,
+    StateTupleGPT,
     Structured,
     TupleOut,
+    VariantAttention,
+    VariantModel,
     WithDropout,
     load_induction_model,
     repeated_batch,
@@ -319,6 +322,61 @@ def build_sdpa(out_dir: str):
         json.dump({"input_ids": ids.tolist(), "logits": encode(logits), "points": points, "edits": {"zero_head_2_1": encode(edited)}}, f)
 
 
+def build_attention_variants(out_dir: str):
+    """Eager attention as other families write it (VariantAttention), traced; references from the
+    module's own computation: every offered site, and the logits with head 1 of each layer's
+    pattern zeroed."""
+    torch.manual_seed(23)
+    model = VariantModel().eval()
+    ids = torch.randint(0, 48, (2, 10), generator=torch.Generator().manual_seed(24))
+    points, edits = {}, {}
+    with torch.no_grad():
+        logits = model(ids)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(torch.jit.trace(model, ids), os.path.join(out_dir, "attention_variants.pt"))
+        h = model.embed(ids)
+        for i, layer in enumerate(model.layers):
+            record = {}
+            out = layer.compute(h, record)
+            for kind, value in record.items():
+                points[f"layers.{i}:{kind}"] = encode(value)
+            h = h + out
+        for edited in range(len(model.layers)):
+            h = model.embed(ids)
+            for i, layer in enumerate(model.layers):
+                h = h + (layer.compute(h, edit=zero_head(1)) if i == edited else layer(h))
+            edits[f"zero_head_{edited}_1"] = encode(model.head(h))
+    offered = {f"layers.{i}": list(VariantAttention.OFFERED[kind]) for i, kind in enumerate(VariantAttention.KINDS)}
+    with open(os.path.join(out_dir, "attention_variants.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "logits": encode(logits), "kinds": list(VariantAttention.KINDS), "offered": offered, "points": points, "edits": edits}, f)
+
+
+def build_state_tuple(out_dir: str):
+    """Blocks that return states before the residual (StateTupleGPT), exported with the exporter's
+    mapping found by data flow; references from PyTorch's hooks on the blocks' third output."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(25)
+    model = StateTupleGPT().eval()
+    ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(26))
+    config = SimpleNamespace(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, vocab_size=64, to_dict=lambda: {})
+    mapping = exporter.find_mapping(model, config, {"input_ids": ids})
+    refs, handles = {}, []
+    for i, block in enumerate(model.transformer.h):
+        handles.append(block.register_forward_hook(lambda m, a, out, i=i: refs.__setitem__(f"resid_out_{i}", encode(out[2]))))
+        handles.append(block.register_forward_pre_hook(lambda m, a, i=i: refs.__setitem__(f"resid_in_{i}", encode(a[0]))))
+    with torch.no_grad():
+        logits = model(ids)
+    for h in handles:
+        h.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exporter.export(model, os.path.join(out_dir, "state_tuple.pt"), mapping, config=config, vocab=64)
+    with open(os.path.join(out_dir, "state_tuple.json"), "w") as f:
+        json.dump({"input_ids": ids.tolist(), "logits": encode(logits), "mapping": mapping, **refs}, f)
+
+
 def build_induction(out_dir: str):
     """References for the demo's study on the bundled model (models/induction-2l.pt), computed on its
     nn.Module with PyTorch's hooks: each head's pattern, induction and previous-token scores, and the
@@ -566,6 +624,8 @@ def main(argv: List[str]):
     build_induction(out_dir)
     build_patching(out_dir)
     build_lens(out_dir)
+    build_attention_variants(out_dir)
+    build_state_tuple(out_dir)
     if hasattr(F, "scaled_dot_product_attention") and "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or ""):
         build_sdpa(out_dir)
     with open(os.path.join(out_dir, "STAMP"), "w") as f:

@@ -88,6 +88,34 @@ class GPT(nn.Module):
         return self.lm_head(self.transformer(idx))
 
 
+class StateTupleBlock(GPTBlock):
+    """A GPT block that returns states before the residual stream, as xLSTM's blocks do; one state
+    has the residual's shape, so only data flow tells them apart."""
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = x + self.attn(self.ln_1(x))
+        x = x + self.mlp(self.ln_2(x))
+        return x.mean(-1), 0.5 * x, x
+
+
+class StateTupleGPT(nn.Module):
+    def __init__(self, vocab=64, d_model=32, n_heads=4, n_layers=2, ctx=16):
+        super().__init__()
+        self.transformer = GPTTransformer(vocab, d_model, n_heads, n_layers, ctx, StateTupleBlock)
+        self.lm_head = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        t = self.transformer
+        pos = torch.arange(0, input_ids.size(1), dtype=torch.long, device=input_ids.device)
+        x = t.wte(input_ids) + t.wpe(pos)
+        carried = torch.zeros_like(input_ids, dtype=torch.float32)
+        for block in t.h:
+            # the states reach the logits (as a recurrence's would), so the trace keeps the tuple
+            state, half, x = block(x)
+            carried = carried + state + half.mean(-1)
+        return self.lm_head(t.ln_f(x)) + 0.01 * carried.unsqueeze(-1)
+
+
 # ---------------------------------------------------------------- Llama-like (HF layout)
 class RMSNorm(nn.Module):
     def __init__(self, d: int, eps: float = 1e-6):
@@ -410,3 +438,126 @@ def load_induction_model(path: str) -> nn.Module:
     model = induction_model()
     model.load_state_dict(torch.jit.load(path).state_dict())
     return model.eval()
+
+
+# ---------------------------------------------------------------- eager attention as other families write it
+class VariantAttention(nn.Module):
+    """Eager attention in the forms the engine must recognise (issue 17's sweep found each in a family):
+
+        sinks          softmax(cat([scores, sinks]) - max) -> slice -> dropout -> matmul (gpt-oss)
+        masked_fill    softmax -> masked_fill(masked, 0) -> matmul (CPM-Ant)
+        bmm_flat       bmm on [batch * heads, ...], the softmax on [batch * heads, q, k] (MVP, TrOCR),
+                       the heads' output merged without a [batch, heads, q, d] view
+        bmm_view_view  softmax on [batch * heads, q, k] -> view [batch, heads, q, k] -> view -> bmm (XGLM)
+        einsum_xlnet   einsum("ibnd,jbnd->bnij"), softmax over dim 3, einsum("bnij,jbnd->ibnd") (XLNet)
+        einsum_heads   einsum("bnid,bnjd->bnij"), softmax(-1), einsum("bnij,bnjd->bnid") (ProphetNet)
+
+    `compute(x, record, edit)` is the forward; `record` (a dict) receives each site in the documented
+    [batch, heads, ...] layout and `edit` changes the [batch, heads, q, k] pattern, for the references.
+    """
+
+    KINDS = ("sinks", "masked_fill", "bmm_flat", "bmm_view_view", "einsum_xlnet", "einsum_heads")
+    # the sites the engine offers for each kind (an einsum's layout hides the rest)
+    OFFERED = {
+        "sinks": ("queries", "keys", "values", "scores", "pattern", "head_output"),
+        "masked_fill": ("queries", "keys", "values", "scores", "pattern", "head_output"),
+        "bmm_flat": ("queries", "keys", "values", "scores", "pattern", "head_output"),
+        "bmm_view_view": ("queries", "keys", "values", "scores", "pattern", "head_output"),
+        "einsum_xlnet": ("scores", "pattern"),
+        "einsum_heads": ("values", "scores", "pattern", "head_output"),
+    }
+
+    def __init__(self, kind: str, d_model: int, n_heads: int, ctx: int):
+        super().__init__()
+        self.kind, self.n_heads, self.head_dim = kind, n_heads, d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.o_proj = nn.Linear(d_model, d_model)
+        self.sinks = nn.Parameter(torch.randn(n_heads))
+        self.dropout = nn.Dropout(0.1)
+        self.register_buffer("causal", torch.tril(torch.ones(ctx, ctx, dtype=torch.bool)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.compute(x)
+
+    def compute(self, x: torch.Tensor, record=None, edit=None) -> torch.Tensor:
+        B, T, C = x.shape
+        H, D = self.n_heads, self.head_dim
+        scale = 1.0 / math.sqrt(D)
+        keep = self.causal[:T, :T]
+        additive = torch.zeros(T, T).masked_fill(~keep, float("-inf"))
+        record = {} if record is None else record
+        edit = edit or (lambda p: p)
+        if self.kind.startswith("einsum_xlnet"):
+            q = self.q_proj(x).view(B, T, H, D).transpose(0, 1)  # [T, B, H, D]
+            k = self.k_proj(x).view(B, T, H, D).transpose(0, 1)
+            v = self.v_proj(x).view(B, T, H, D).transpose(0, 1)
+            scores = torch.einsum("ibnd,jbnd->bnij", q, k) * scale + additive
+            record["scores"] = scores
+            pattern = edit(self.dropout(F.softmax(scores, dim=3)))
+            record["pattern"] = pattern
+            vec = torch.einsum("bnij,jbnd->ibnd", pattern, v)
+            return self.o_proj(vec.reshape(T, B, C).transpose(0, 1))
+        q = self.q_proj(x).view(B, T, H, D).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, H, D).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, H, D).transpose(1, 2)
+        record.update(queries=q, keys=k, values=v)
+        if self.kind == "einsum_heads":
+            scores = torch.einsum("bnid,bnjd->bnij", q, k) * scale + additive
+            record["scores"] = scores
+            pattern = edit(self.dropout(F.softmax(scores, dim=-1)))
+            record["pattern"] = pattern
+            out = torch.einsum("bnij,bnjd->bnid", pattern, v)
+            record["head_output"] = out
+        elif self.kind.startswith("bmm"):
+            q3, k3, v3 = (t.contiguous().view(B * H, T, D) for t in (q, k, v))
+            scores = torch.bmm(q3, k3.transpose(1, 2)) * scale
+            scores = (scores.view(B, H, T, T) + additive).view(B * H, T, T)
+            record["scores"] = scores.view(B, H, T, T)
+            probs = F.softmax(scores, dim=-1)
+            if self.kind == "bmm_view_view":
+                pattern = edit(probs.view(B, H, T, T))
+                record["pattern"] = pattern
+                flat = self.dropout(pattern.view(B * H, T, T))
+            else:
+                flat = edit(self.dropout(probs).view(B, H, T, T)).reshape(B * H, T, T)
+                record["pattern"] = flat.view(B, H, T, T)
+            out3 = torch.bmm(flat, v3)
+            record["head_output"] = out3.view(B, H, T, D)
+            if self.kind == "bmm_flat":
+                # merged straight from [batch * heads, q, d]: no [batch, heads, q, d] view to tap
+                return self.o_proj(out3.transpose(0, 1).reshape(T, B, C).transpose(0, 1))
+            out = out3.view(B, H, T, D)
+        else:
+            scores = q @ k.transpose(-2, -1) * scale
+            if self.kind == "sinks":
+                scores = scores + additive
+                record["scores"] = scores
+                combined = torch.cat([scores, self.sinks.reshape(1, -1, 1, 1).expand(B, -1, T, 1)], dim=-1)
+                combined = combined - combined.max(dim=-1, keepdim=True).values
+                pattern = edit(self.dropout(F.softmax(combined, dim=-1)[..., :-1]))
+            else:
+                scores = scores.masked_fill(~keep, float("-inf"))
+                record["scores"] = scores
+                pattern = edit(F.softmax(scores, dim=-1).masked_fill(~keep, 0.0))
+            record["pattern"] = pattern
+            out = torch.matmul(pattern, v)
+            record["head_output"] = out
+        return self.o_proj(out.transpose(1, 2).reshape(B, T, C))
+
+
+class VariantModel(nn.Module):
+    """One layer of each VariantAttention kind, on a residual stream."""
+
+    def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.layers = nn.ModuleList([VariantAttention(kind, d_model, n_heads, ctx) for kind in VariantAttention.KINDS])
+        self.head = nn.Linear(d_model, vocab)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embed(ids)
+        for layer in self.layers:
+            h = h + layer(h)
+        return self.head(h)

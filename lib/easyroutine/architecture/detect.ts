@@ -56,8 +56,22 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
   const same = (a: string, b: string) => sameData(values.get(a), values.get(b));
   const feeds = (module: string, input: string) => outputsOf(module).some((output) => same(output, input));
 
+  // A block that returns a tuple (xLSTM's return their states first): its residual is the element
+  // the next block reads, or after the last block the one a norm outside the blocks reads.
+  const outsideNorms = modules.filter((m) => m.path && !inBlocks(m.path) && isNorm(m.path)).map((m) => m.path);
+  const residualOutputOf = (i: number): string | undefined => {
+    const block = blocks[i]!;
+    if (names.has(`${block}:output`)) return undefined;
+    const outputs = outputsOf(block);
+    const next = blocks[i + 1];
+    const readers = next !== undefined ? [`${next}:input`] : outsideNorms.map((n) => `${n}:input`);
+    const found = outputs.find((output) => readers.some((reader) => same(output, reader)));
+    return (found ?? outputs[0])?.slice(block.length + 1);
+  };
+
   const layers: LayerSites[] = attentionPaths.map((attention, i) => {
     const block = blocks[i]!;
+    const residualOutput = residualOutputOf(i);
     const siblings = children(block);
     const attentionChild = siblings.find((c) => inside(attention, c)) ?? attention;
     const outsideAttention = modules.map((m) => m.path).filter((p) => inside(p, block) && p !== block && !inside(p, attentionChild));
@@ -82,7 +96,7 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
     // is the sibling's that is.
     let mlpOutput: string | null = null;
     if (mlp !== null && mlpNorm !== null && !parallel) {
-      const residual = (out: string) => addsUp(values.get(`${block}:output`), values.get(`${mlpNorm}:input`), values.get(out));
+      const residual = (out: string) => addsUp(values.get(`${block}:${residualOutput ?? 'output'}`), values.get(`${mlpNorm}:input`), values.get(out));
       if (!outputsOf(mlp).some(residual)) {
         const whole = mlpCandidates.find((c) => outputsOf(c).some(residual));
         if (whole !== undefined) {
@@ -105,7 +119,7 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
       mlpNorm,
       mlp,
       outputProjection,
-      points: layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel }, names),
+      points: layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel, residualOutput }, names),
     };
     if (outputProjection !== null && typeOf.get(outputProjection) === 'Conv1D') sites.outputProjectionLayout = 'in_out';
     if (parallel) sites.parallel = true;
@@ -117,7 +131,8 @@ export function detectArchitecture(model: Model, overrides: ArchitectureOverride
   const outside = modules.filter((m) => m.path && !inBlocks(m.path));
   const after = outside.filter((m) => (order.get(m.path) ?? 0) > lastIndex);
   // the final norm reads the last block's output (OPT registers it before the layers)
-  const finalNorm = outside.find((m) => isNorm(m.path) && same(`${m.path}:input`, `${lastBlock}:output`))?.path ?? after.find((m) => isNorm(m.path))?.path ?? null;
+  const lastResidual = layers.at(-1)?.points.resid_out ?? '';
+  const finalNorm = outside.find((m) => isNorm(m.path) && same(`${m.path}:input`, lastResidual))?.path ?? after.find((m) => isNorm(m.path))?.path ?? null;
   const unembed = [...after].reverse().find((m) => /Linear/.test(m.type))?.path ?? null;
 
   let shapes = new Map<string, number[] | null>();

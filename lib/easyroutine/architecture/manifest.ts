@@ -25,6 +25,8 @@ interface ManifestLayer {
   mlp: string | null;
   mlp_in: string | null;
   mlp_out: string | null;
+  /** The block's output point that is the residual (`output.K`) when the block returns a tuple; absent or null: `output`. */
+  resid_out?: string | null;
   projections: { qkv: string[]; fused_qkv: boolean; output: string | null; layout: 'out_in' | 'in_out' | null };
 }
 
@@ -78,7 +80,7 @@ export function mappingFromManifest(model: Model, manifest: Manifest): Architect
     outputProjection: layer.projections.output,
     outputProjectionLayout: layer.projections.layout ?? 'out_in',
     parallel: layer.parallel,
-    points: layerPoints({ block: layer.block, attention: layer.attention, mlpNorm: layer.mlp_norm, mlp: layer.mlp, mlpOutput: layer.mlp_out, parallel: layer.parallel }, names),
+    points: layerPoints({ block: layer.block, attention: layer.attention, mlpNorm: layer.mlp_norm, mlp: layer.mlp, mlpOutput: layer.mlp_out, parallel: layer.parallel, residualOutput: layer.resid_out }, names),
   }));
   return {
     layers,

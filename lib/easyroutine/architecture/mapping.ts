@@ -89,29 +89,46 @@ export interface LayerModules {
   /** The module whose output is the MLP's, when the MLP is no module of its own (OPT: fc2). */
   mlpOutput?: string | null | undefined;
   parallel?: boolean | undefined;
+  /**
+   * The block's output that is the residual stream, when the block returns a tuple (`output.K`):
+   * xLSTM's blocks return their states before it. Default `output`.
+   */
+  residualOutput?: string | null | undefined;
 }
 
 /**
  * The hook points of a layer's semantic sites; `names` holds the model's hook point names (a site
  * whose point the model lacks is left out).
  */
-export function layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel }: LayerModules, names: ReadonlySet<string>): LayerSites['points'] {
+export function layerPoints({ block, attention, mlpNorm, mlp, mlpOutput, parallel, residualOutput }: LayerModules, names: ReadonlySet<string>): LayerSites['points'] {
   const point = (path: string | null, p: string) => (path === null || !names.has(`${path}:${p}`) ? undefined : `${path}:${p}`);
+  // A module that returns a tuple in the trace has `output.K` points; its first tensor is what
+  // Python's first output is (Bloom's block, an attention returning its weights too). A trace may
+  // also drop the tuple Python returns (elements nothing reads), leaving `output`.
+  const output = (path: string, element?: string | null) => point(path, element ?? 'output') ?? point(path, 'output') ?? point(path, 'output.0') ?? `${path}:${element ?? 'output'}`;
+  // attention internals are named after the module whose code holds the softmax: the attention
+  // module, or a child of it (BERT's attention.self)
+  const internal = (kind: string) => {
+    if (names.has(`${attention}:${kind}`)) return `${attention}:${kind}`;
+    const inside = [...names].filter((n) => n.startsWith(`${attention}.`) && n.endsWith(`:${kind}`));
+    return inside.length === 1 ? inside[0]! : `${attention}:${kind}`;
+  };
+  const mlpModule = mlp ?? mlpOutput ?? null;
   return {
     resid_in: `${block}:input`,
-    resid_out: `${block}:output`,
+    resid_out: output(block, residualOutput),
     resid_mid: parallel ? undefined : point(mlpNorm, 'input'),
     // a traced norm whose input the block reuses returns (normed, input): its own result comes first
     mlp_in: point(mlpNorm, 'output') ?? point(mlpNorm, 'output.0'),
     attn_in: `${attention}:input`,
-    attn_out: `${attention}:output`,
-    queries: `${attention}:queries`,
-    keys: `${attention}:keys`,
-    values: `${attention}:values`,
-    scores: `${attention}:scores`,
-    pattern: `${attention}:pattern`,
-    head_output: `${attention}:head_output`,
-    mlp_out: point(mlp ?? mlpOutput ?? null, 'output'),
+    attn_out: output(attention),
+    queries: internal('queries'),
+    keys: internal('keys'),
+    values: internal('values'),
+    scores: internal('scores'),
+    pattern: internal('pattern'),
+    head_output: internal('head_output'),
+    mlp_out: mlpModule === null ? undefined : point(mlpModule, 'output') ?? point(mlpModule, 'output.0'),
   };
 }
 
