@@ -22,9 +22,12 @@ MLP norm's output, W_O is the projection the attention calls last on its merged 
 nn.Module is exported with `export(module, out, mapping=...)`, the mapping given by hand.
 """
 import argparse
+import contextlib
 import inspect
 import json
+import math
 import os
+import re
 import sys
 import warnings
 from typing import Dict, List, Optional
@@ -94,6 +97,31 @@ def _patch_untraceable(model):
     except ImportError:
         pass
     return patched
+
+
+@contextlib.contextmanager
+def _traceable_scatter():
+    """Tensor.scatter with a Python bool as its value (the sparse-attention indexers of DeepSeek-V3.2,
+    GLM-MoE-DSA, AXK2, HY-V4: `ones(bool).scatter(-1, topk, False)`) trips an internal assertion of
+    the tracer's alias analysis; while tracing, such a call scatters a tensor of that value instead,
+    the same result in ops the tracer takes."""
+    import torch
+
+    original = torch.Tensor.scatter
+
+    def scatter(self, dim, index, *args, **kwargs):
+        value = kwargs.get("value", args[0] if args else None)
+        if isinstance(value, bool) and "reduce" not in kwargs and len(args) <= 1:
+            # no bool scalar reaches the graph: the tracer's alias analysis trips on those too
+            source = torch.ones_like(index, dtype=self.dtype) if value else torch.zeros_like(index, dtype=self.dtype)
+            return original(self, dim, index, source)
+        return original(self, dim, index, *args, **kwargs)
+
+    torch.Tensor.scatter = scatter
+    try:
+        yield
+    finally:
+        torch.Tensor.scatter = original
 
 
 def _cpmant_attention_mask(self, input_ids, span, context, length):
@@ -191,7 +219,8 @@ def _has_weight(module) -> bool:
 
 def _is_norm(module) -> bool:
     name = type(module).__name__
-    return "Norm" in name or "norm" in name.lower()
+    # RobertaPreLayerNormAttention is an attention
+    return ("Norm" in name or "norm" in name.lower()) and "Attention" not in name
 
 
 def _layout(module) -> str:
@@ -209,9 +238,14 @@ def find_mapping(model, config, sample) -> dict:
 
     config = _text_config(config)
 
+    if getattr(config, "num_attention_heads", None) is None:
+        raise SystemExit(f"easyroutine export: {type(model).__name__} has no attention heads in its config: the hooks need softmax attention")
     n_layers = config.num_hidden_layers
     modules = dict(model.named_modules())
     layer_lists = [p for p, m in modules.items() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
+    # a multimodal model's vision or audio tower may have as many layers as its language model
+    towers = re.compile(r"(^|\.)(vision|image|audio|visual)", re.IGNORECASE)
+    layer_lists = [p for p in layer_lists if not towers.search(p)] or layer_lists
     if not layer_lists:
         raise SystemExit(f"easyroutine export: no list of {n_layers} decoder layers found in {type(model).__name__}")
     layers_path = layer_lists[0]
@@ -232,8 +266,17 @@ def find_mapping(model, config, sample) -> dict:
         within = [p for p in modules if p.startswith(block + ".") and p in seen]
         direct = [p for p in within if p.count(".") == block.count(".") + 1 and not _is_norm(modules[p])]
         attention = next((p for p in direct if "Attention" in type(modules[p]).__name__), None) or next((p for p in direct if "att" in p.rsplit(".", 1)[1].lower()), None)
-        if attention is None:
-            raise SystemExit(f"easyroutine export: no attention module found in layer {block}")
+        mixer = attention is None
+        if mixer and "Attention" in type(modules[block]).__name__:
+            raise SystemExit(f"easyroutine export: {layers_path} is a list of attentions, not of blocks: {type(model).__name__} keeps its attentions, norms and MLPs in lists of their own, which the mapping does not describe")
+        if mixer:
+            # a hybrid's layer without attention (Mamba, a recurrence): its token mixer, the first
+            # module with weights it calls, holds the attention's place (attn_out is its output;
+            # it has no pattern, queries or keys)
+            mixers = sorted((p for p in direct if any(True for _ in modules[p].parameters())), key=lambda p: seen[p]["order"])
+            if not mixers:
+                raise SystemExit(f"easyroutine export: layer {block} has no attention module and no token mixer")
+            attention = mixers[0]
         attn_in = seen[attention]["input"]
         outside_attention = [p for p in within if not inside(p, attention)]
         attention_norm = next((p for p in outside_attention if _is_norm(modules[p]) and _same(seen[p]["output"], attn_in)), None)
@@ -265,6 +308,7 @@ def find_mapping(model, config, sample) -> dict:
             {
                 "block": block,
                 "attention": attention,
+                "token_mixer": mixer,
                 "projections": {
                     "qkv": qkv,
                     "fused_qkv": len(qkv) == 1,
@@ -371,6 +415,17 @@ def check_trace(traced, module, vocab: int, device: str, tolerance: float, with_
     return worst
 
 
+def _finite(value):
+    """`value` with every non-finite float as the string Python writes it ("inf", "-inf", "nan")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _takes_mask(model) -> bool:
     return len(inspect.signature(model.forward).parameters) >= 2
 
@@ -395,7 +450,8 @@ def export(model, out: str, mapping: dict, config=None, tokenizer_files: Optiona
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():
-            traced = torch.jit.trace(model, (ids, mask) if with_mask else (ids,), check_trace=False)
+            with _traceable_scatter():
+                traced = torch.jit.trace(model, (ids, mask) if with_mask else (ids,), check_trace=False)
     worst = check_trace(traced, model, vocab, device, tolerance, with_mask)
     manifest = {
         "format": "easyroutine-manifest",
@@ -407,7 +463,8 @@ def export(model, out: str, mapping: dict, config=None, tokenizer_files: Optiona
         "architecture": mapping,
         "trace_check_max_abs_error": worst,
     }
-    extra = {MANIFEST_NAME: json.dumps(manifest, default=str)}
+    # strict JSON: a config's infinities (Falcon-H1's clamp bounds) are written as strings
+    extra = {MANIFEST_NAME: json.dumps(_finite(manifest), default=str, allow_nan=False)}
     extra.update(tokenizer_files or {})
     torch.jit.save(traced, out, _extra_files=extra)
     return manifest

@@ -360,7 +360,8 @@ def build_state_tuple(out_dir: str):
     torch.manual_seed(25)
     model = StateTupleGPT().eval()
     ids = torch.randint(0, 64, (2, 9), generator=torch.Generator().manual_seed(26))
-    config = SimpleNamespace(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, vocab_size=64, to_dict=lambda: {})
+    # an infinity in the config, as Falcon-H1's has: the manifest must stay strict JSON
+    config = SimpleNamespace(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, vocab_size=64, to_dict=lambda: {"clamp": [0.0, float("inf")]})
     mapping = exporter.find_mapping(model, config, {"input_ids": ids})
     refs, handles = {}, []
     for i, block in enumerate(model.transformer.h):

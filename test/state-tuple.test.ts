@@ -23,6 +23,13 @@ it.each([
   hm.model.dispose();
 });
 
+it("the manifest is strict JSON where the config holds an infinity (written as Python's 'inf')", () => {
+  const model = loadModel(file);
+  const manifest = JSON.parse(model.extraFiles['easyroutine.json']!) as { config: { clamp: unknown[] } };
+  expect(manifest.config.clamp).toEqual([0, 'inf']);
+  model.dispose();
+});
+
 it('detectArchitecture alone agrees', () => {
   const detected = detectArchitecture(loadModel(file));
   expect(detected.layers.map((l) => l.points.resid_out)).toEqual(['transformer.h.0:output.2', 'transformer.h.1:output.2']);

@@ -146,8 +146,17 @@ class PositionsKernel : public HookKernel {
  public:
   // `inputLength` > 0: the positions are those of an input of that length, and a value with fewer
   // positions holds the last ones (a model that returns logits for the last position only).
-  PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample, int64_t inputLength = 0)
-      : rows_(std::move(rows)), groups_(std::move(groups)), layout_(std::move(layout)), avgOverExample_(avgOverExample), inputLength_(inputLength) {}
+  // `sequenceLength` > 0: the positions are those of an input of that length, and a value of another
+  // length is an error (CPM-Ant prepends prompt tokens, ProphetNet runs n-gram streams side by side:
+  // no input position addresses their hidden states).
+  PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample, int64_t inputLength = 0,
+                  int64_t sequenceLength = 0)
+      : rows_(std::move(rows)),
+        groups_(std::move(groups)),
+        layout_(std::move(layout)),
+        avgOverExample_(avgOverExample),
+        inputLength_(inputLength),
+        sequenceLength_(sequenceLength) {}
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     at::Tensor tokens;  // [B, T, ...]
@@ -158,6 +167,11 @@ class PositionsKernel : public HookKernel {
       if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
       tokens = value.transpose(1, 2);  // [B, T, H, dh]
       if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
+    }
+    if (sequenceLength_ > 0 && tokens.size(1) != sequenceLength_) {
+      throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(tokens.size(1)) + " positions where the input has " + std::to_string(sequenceLength_) +
+                                             ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
+                                             point.name + "' itself");
     }
     at::Tensor out;
     if (inputLength_ > 0 && tokens.size(1) < inputLength_) {
@@ -220,6 +234,7 @@ class PositionsKernel : public HookKernel {
   std::string layout_;
   bool avgOverExample_;
   int64_t inputLength_;
+  int64_t sequenceLength_;
   std::mutex mutex_;
   CachedIndex index_;
   at::Tensor result_;
@@ -228,15 +243,22 @@ class PositionsKernel : public HookKernel {
 class PatternKernel : public HookKernel {
  public:
   PatternKernel(std::vector<std::vector<int64_t>> columns, std::vector<int64_t> columnGroups, std::vector<std::vector<int64_t>> rows,
-                std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction, bool runningMean)
+                std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction, bool runningMean,
+                int64_t sequenceLength = 0)
       : columns_(std::move(columns)), columnGroups_(std::move(columnGroups)), rows_(std::move(rows)), rowGroups_(std::move(rowGroups)),
-        offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)), runningMean_(runningMean) {}
+        offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)), runningMean_(runningMean), sequenceLength_(sequenceLength) {}
 
   // The next batch's positions; with runningMean the mean so far is kept.
   void Configure(Napi::Env, const Napi::Object& options) override;
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, query, key]");
+    // as PositionsKernel's sequenceLength: queries that are no input positions (CPM-Ant's prompt)
+    if (sequenceLength_ > 0 && value.size(2) != sequenceLength_) {
+      throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(value.size(2)) + " query positions where the input has " + std::to_string(sequenceLength_) +
+                                             ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
+                                             point.name + "' itself");
+    }
     const int64_t batch = value.size(0);
     at::Tensor pattern = value.detach();
     std::vector<int64_t> heads = heads_;
@@ -341,6 +363,7 @@ class PatternKernel : public HookKernel {
   std::vector<int64_t> heads_;
   std::string reduction_;
   bool runningMean_;
+  int64_t sequenceLength_;
   int64_t batches_ = 0;
   std::mutex mutex_;
   CachedIndex rowIndex_, colIndex_;
@@ -575,20 +598,23 @@ std::string StringOption(const Napi::Object& options, const char* name, const st
 }  // namespace
 
 EASYROUTINE_REGISTER_KERNEL(positions, "positions",
-                            "the value at each batch row's positions ({positions, groups?, layout: tokens|heads|per_head, avgOverExample?, inputLength?: a shorter value holds the last positions})",
+                            "the value at each batch row's positions ({positions, groups?, layout: tokens|heads|per_head, avgOverExample?, inputLength?: a shorter value holds the last positions, sequenceLength?: a value of another length is an error})",
                             [](Napi::Env, const Napi::Object& options) {
                               std::string layout = StringOption(options, "layout", "tokens");
                               if (layout != "tokens" && layout != "heads" && layout != "per_head") {
                                 throw TypedError(ErrorKind::InvalidArgument, "nativeHook('positions'): layout must be 'tokens', 'heads' or 'per_head'");
                               }
-                              Napi::Value inputLength = options.Get("inputLength");
+                              auto length = [&](const char* name) {
+                                Napi::Value value = options.Get(name);
+                                return value.IsNumber() ? value.As<Napi::Number>().Int64Value() : int64_t{0};
+                              };
                               return std::make_shared<PositionsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
-                                                                       layout, options.Get("avgOverExample").ToBoolean().Value(),
-                                                                       inputLength.IsNumber() ? inputLength.As<Napi::Number>().Int64Value() : 0);
+                                                                       layout, options.Get("avgOverExample").ToBoolean().Value(), length("inputLength"),
+                                                                       length("sequenceLength"));
                             });
 
 EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
-                            "attention pattern per head at positions, or its blocks reduced ({positions, groups, rows?, rowGroups?, offsets, heads?, reduction})",
+                            "attention pattern per head at positions, or its blocks reduced ({positions, groups, rows?, rowGroups?, offsets, heads?, reduction, sequenceLength?: a pattern over another number of queries is an error})",
                             [](Napi::Env, const Napi::Object& options) {
                               std::string reduction = StringOption(options, "reduction", "none");
                               if (reduction != "none" && reduction != "mean" && reduction != "sum" && reduction != "baseline_ratio") {
@@ -601,7 +627,8 @@ EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
                               return std::make_shared<PatternKernel>(columns, Sizes(options.Get("groups"), "groups"),
                                                                      rows.IsUndefined() || rows.IsNull() ? std::vector<std::vector<int64_t>>{} : Rows(rows, "rows"),
                                                                      Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction,
-                                                                     options.Get("runningMean").ToBoolean().Value());
+                                                                     options.Get("runningMean").ToBoolean().Value(),
+                                                                     options.Get("sequenceLength").IsNumber() ? options.Get("sequenceLength").As<Napi::Number>().Int64Value() : 0);
                             });
 
 namespace {

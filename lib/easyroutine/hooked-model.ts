@@ -173,7 +173,7 @@ export class HookedModel {
     this.#takesMask = takesAttentionMask(model);
     this.#givenTokenizer = tokenizer;
     this.#projections = new OutputProjections(model, this.architecture);
-    this.#kernels = new ExtractionKernels(this.architecture, this.#projections);
+    this.#kernels = new ExtractionKernels(this.architecture, this.#projections, new Set(model.hookPoints().map((p) => p.name)));
   }
 
   /** Loads a TorchScript file and maps its architecture (see the constructor). */

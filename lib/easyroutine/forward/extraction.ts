@@ -48,9 +48,29 @@ export class ExtractionKernels {
   readonly #projections: OutputProjections;
   readonly #extractions = new Map<string, Extraction>();
 
-  constructor(architecture: ArchitectureMapping, projections: OutputProjections) {
+  readonly #pointNames: ReadonlySet<string>;
+
+  /** `pointNames`: the model's hook point names (a site the mapping names but the graph lacks is a typed error). */
+  constructor(architecture: ArchitectureMapping, projections: OutputProjections, pointNames: ReadonlySet<string>) {
     this.#architecture = architecture;
     this.#projections = projections;
+    this.#pointNames = pointNames;
+  }
+
+  /** What a site whose hook point the model lacks means, for the error. */
+  #missingPoint(point: string): string {
+    const layers = this.#architecture.layers;
+    const i = layers.findIndex((layer) => Object.values(layer.points).includes(point));
+    if (i < 0) return `HookedModel: '${point}' is no hook point of this model; pass the site in the architecture overrides`;
+    const layer = layers[i]!;
+    const site = Object.entries(layer.points).find(([, p]) => p === point)![0];
+    if (['queries', 'keys', 'values', 'scores', 'pattern', 'head_output'].includes(site)) {
+      return (
+        `HookedModel: layer ${i} has no ${site} ('${point}' is no hook point): ${layer.attention} is no softmax attention the engine recognises ` +
+        `(a linear-attention or state-space layer?); extract the heads of the layers that have one (attnHeads)`
+      );
+    }
+    return `HookedModel: layer ${i} has no ${site} ('${point}' is no hook point of this model); pass layers[${i}].points.${site} in the architecture overrides`;
   }
 
   /** Forgets every plan, releasing what their kernels hold. */
@@ -102,7 +122,7 @@ export class ExtractionKernels {
     const gradientSites: Extraction['gradientSites'] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
-      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample });
+      const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample, sequenceLength: inputLength });
       collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
       if (config.keepGradient) {
         // after the extraction at this point, so that the gradient is of the value it read
@@ -197,6 +217,7 @@ export class ExtractionKernels {
           offsets,
           heads,
           reduction: config.attnPatternAvg,
+          sequenceLength: inputLength,
         });
         collectors.push({
           key: `pattern_L${i}`,
@@ -234,6 +255,7 @@ export class ExtractionKernels {
       hooks.push(['output', hook]);
     }
 
+    for (const [point] of hooks) if (!this.#pointNames.has(point)) throw new InvalidArgumentError(this.#missingPoint(point));
     return { collectors, hooks, leaf, gradientSites, busy: false };
   }
 }
