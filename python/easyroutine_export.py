@@ -239,7 +239,10 @@ def find_mapping(model, config, sample) -> dict:
     config = _text_config(config)
 
     if getattr(config, "num_attention_heads", None) is None:
-        raise SystemExit(f"easyroutine export: {type(model).__name__} has no attention heads in its config: the hooks need softmax attention")
+        raise SystemExit(
+            f"easyroutine export: {type(model).__name__}'s config has no num_attention_heads: a model without attention (state-space, recurrent), "
+            "or one whose config describes its attention per part (BLT); the mapping needs one head count"
+        )
     n_layers = config.num_hidden_layers
     modules = dict(model.named_modules())
     layer_lists = [p for p, m in modules.items() if isinstance(m, torch.nn.ModuleList) and len(m) == n_layers]
