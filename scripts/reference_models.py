@@ -381,13 +381,14 @@ class SdpaAttention(nn.Module):
         return dict(queries=q, keys=k, values=v, scores=scores, pattern=pattern, head_output=head_output), out
 
 
-class SdpaModel(nn.Module):
-    MODES = ("causal", "bool", "additive", "gqa")
+class AttentionStack(nn.Module):
+    """Embeddings, attention layers each added to the residual stream, and an unembedding; `layers`
+    builds the layers (called between the two, so parameters are drawn in that order)."""
 
-    def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
+    def __init__(self, vocab: int, d_model: int, layers):
         super().__init__()
         self.embed = nn.Embedding(vocab, d_model)
-        self.layers = nn.ModuleList([SdpaAttention(d_model, n_heads, 2 if m == "gqa" else n_heads, m, ctx) for m in self.MODES])
+        self.layers = nn.ModuleList(layers())
         self.head = nn.Linear(d_model, vocab)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -395,6 +396,13 @@ class SdpaModel(nn.Module):
         for layer in self.layers:
             h = h + layer(h)
         return self.head(h)
+
+
+class SdpaModel(AttentionStack):
+    MODES = ("causal", "bool", "additive", "gqa")
+
+    def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
+        super().__init__(vocab, d_model, lambda: [SdpaAttention(d_model, n_heads, 2 if m == "gqa" else n_heads, m, ctx) for m in self.MODES])
 
 
 # ---------------------------------------------------------------- the bundled induction model and its task
@@ -547,17 +555,8 @@ class VariantAttention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, C))
 
 
-class VariantModel(nn.Module):
+class VariantModel(AttentionStack):
     """One layer of each VariantAttention kind, on a residual stream."""
 
     def __init__(self, vocab=48, d_model=32, n_heads=4, ctx=12):
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d_model)
-        self.layers = nn.ModuleList([VariantAttention(kind, d_model, n_heads, ctx) for kind in VariantAttention.KINDS])
-        self.head = nn.Linear(d_model, vocab)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h = self.embed(ids)
-        for layer in self.layers:
-            h = h + layer(h)
-        return self.head(h)
+        super().__init__(vocab, d_model, lambda: [VariantAttention(kind, d_model, n_heads, ctx) for kind in VariantAttention.KINDS])
