@@ -295,9 +295,11 @@ std::vector<AttentionSite> FindAttention(torch::jit::Graph& graph) {
       site.headOutput = bmm ? AfterUnflatten(product.node->output()) : product.node->output();
       site.values = BeforeHeadRepeat(bmm ? BeforeFlatten(product.values) : product.values);
       Node* qk = ScoresMatmul(site.scores);
+      Value* qkQueries = nullptr;  // the queries as the scores' product reads them
       if (qk) {
         const size_t first = Is(qk, "aten::baddbmm") ? 1 : 0;
-        site.queries = bmm ? BeforeFlatten(qk->input(first)) : qk->input(first);
+        qkQueries = qk->input(first);
+        site.queries = bmm ? BeforeFlatten(qkQueries) : qkQueries;
         Node* transposed = qk->input(first + 1)->node();
         if (IsLastTwoTranspose(transposed)) site.keys = BeforeHeadRepeat(transposed->input(0));
         else if (bmm && IsFlatKeyTranspose(transposed)) site.keys = BeforeHeadRepeat(BeforeFlatten(transposed->input(0)));
@@ -310,7 +312,7 @@ std::vector<AttentionSite> FindAttention(torch::jit::Graph& graph) {
         // queries' head count (MVP), or not at all when there are no [batch, heads, seq, d] queries.
         const bool softmaxFlat = product.reshapes % 2 == 0;
         if (product.reshapes >= 2) site.pattern = product.firstReshape;
-        const bool headsKnown = qk && site.queries != qk->input(Is(qk, "aten::baddbmm") ? 1 : 0);
+        const bool headsKnown = qkQueries && site.queries != qkQueries;
         if (headsKnown) site.headsFrom = site.queries;
         std::vector<Value**> flat;
         if (softmaxFlat) flat.push_back(&site.scores);

@@ -74,6 +74,16 @@ at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& given, int64_t b
   return torch::tensor(flat, torch::kInt64).view({batch, static_cast<int64_t>(rows[0].size())}).to(device);
 }
 
+// `sequenceLength` > 0: the positions are those of an input of that length, and a value whose
+// `found` positions differ is an error (CPM-Ant prepends prompt tokens, ProphetNet runs n-gram streams
+// side by side: no input position addresses their hidden states). `what` says which positions.
+void CheckSequenceLength(int64_t found, int64_t sequenceLength, const HookPoint& point, const char* what) {
+  if (sequenceLength <= 0 || found == sequenceLength) return;
+  throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(found) + " " + what + " where the input has " + std::to_string(sequenceLength) +
+                                         ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
+                                         point.name + "' itself");
+}
+
 // Whether every row selects 0 .. length - 1 in order: the selection is then the whole value.
 bool SelectsAll(const std::vector<std::vector<int64_t>>& rows, int64_t length) {
   for (const auto& row : rows) {
@@ -146,9 +156,7 @@ class PositionsKernel : public HookKernel {
  public:
   // `inputLength` > 0: the positions are those of an input of that length, and a value with fewer
   // positions holds the last ones (a model that returns logits for the last position only).
-  // `sequenceLength` > 0: the positions are those of an input of that length, and a value of another
-  // length is an error (CPM-Ant prepends prompt tokens, ProphetNet runs n-gram streams side by side:
-  // no input position addresses their hidden states).
+  // `sequenceLength`: see CheckSequenceLength.
   PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample, int64_t inputLength = 0,
                   int64_t sequenceLength = 0)
       : rows_(std::move(rows)),
@@ -168,11 +176,7 @@ class PositionsKernel : public HookKernel {
       tokens = value.transpose(1, 2);  // [B, T, H, dh]
       if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
     }
-    if (sequenceLength_ > 0 && tokens.size(1) != sequenceLength_) {
-      throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(tokens.size(1)) + " positions where the input has " + std::to_string(sequenceLength_) +
-                                             ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
-                                             point.name + "' itself");
-    }
+    CheckSequenceLength(tokens.size(1), sequenceLength_, point, "positions");
     at::Tensor out;
     if (inputLength_ > 0 && tokens.size(1) < inputLength_) {
       out = GatherPositions(tokens, IndexTensor(EndAligned(tokens.size(1), point), tokens.size(0), tokens.size(1), point, tokens.device()));
@@ -253,12 +257,7 @@ class PatternKernel : public HookKernel {
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, query, key]");
-    // as PositionsKernel's sequenceLength: queries that are no input positions (CPM-Ant's prompt)
-    if (sequenceLength_ > 0 && value.size(2) != sequenceLength_) {
-      throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(value.size(2)) + " query positions where the input has " + std::to_string(sequenceLength_) +
-                                             ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
-                                             point.name + "' itself");
-    }
+    CheckSequenceLength(value.size(2), sequenceLength_, point, "query positions");
     const int64_t batch = value.size(0);
     at::Tensor pattern = value.detach();
     std::vector<int64_t> heads = heads_;
@@ -595,6 +594,11 @@ std::string StringOption(const Napi::Object& options, const char* name, const st
   return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
 }
 
+int64_t IntOption(const Napi::Object& options, const char* name, int64_t fallback) {
+  Napi::Value value = options.Get(name);
+  return value.IsNumber() ? value.As<Napi::Number>().Int64Value() : fallback;
+}
+
 }  // namespace
 
 EASYROUTINE_REGISTER_KERNEL(positions, "positions",
@@ -604,13 +608,9 @@ EASYROUTINE_REGISTER_KERNEL(positions, "positions",
                               if (layout != "tokens" && layout != "heads" && layout != "per_head") {
                                 throw TypedError(ErrorKind::InvalidArgument, "nativeHook('positions'): layout must be 'tokens', 'heads' or 'per_head'");
                               }
-                              auto length = [&](const char* name) {
-                                Napi::Value value = options.Get(name);
-                                return value.IsNumber() ? value.As<Napi::Number>().Int64Value() : int64_t{0};
-                              };
                               return std::make_shared<PositionsKernel>(Rows(options.Get("positions"), "positions"), Sizes(options.Get("groups"), "groups"),
-                                                                       layout, options.Get("avgOverExample").ToBoolean().Value(), length("inputLength"),
-                                                                       length("sequenceLength"));
+                                                                       layout, options.Get("avgOverExample").ToBoolean().Value(), IntOption(options, "inputLength", 0),
+                                                                       IntOption(options, "sequenceLength", 0));
                             });
 
 EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
@@ -628,7 +628,7 @@ EASYROUTINE_REGISTER_KERNEL(pattern, "pattern",
                                                                      rows.IsUndefined() || rows.IsNull() ? std::vector<std::vector<int64_t>>{} : Rows(rows, "rows"),
                                                                      Sizes(options.Get("rowGroups"), "rowGroups"), offsets, Sizes(options.Get("heads"), "heads"), reduction,
                                                                      options.Get("runningMean").ToBoolean().Value(),
-                                                                     options.Get("sequenceLength").IsNumber() ? options.Get("sequenceLength").As<Napi::Number>().Int64Value() : 0);
+                                                                     IntOption(options, "sequenceLength", 0));
                             });
 
 namespace {
