@@ -6,6 +6,7 @@
 #include <torch/version.h>
 
 #include "hooks/hook_kernel.h"
+#include "hooks/kernel_group.h"
 #include "hooks/hook_set.h"
 #include "js/abort_token.h"
 #include "js/addon_state.h"
@@ -118,11 +119,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function tensorPack = TensorPack::Define(env);
   Napi::Function hookSet = HookSetHandle::Define(env);
   state->kernelConstructor = Napi::Persistent(kernel);
-  state->tensorPackConstructor = Napi::Persistent(tensorPack);
   state->hookSetConstructor = Napi::Persistent(hookSet);
+  state->tensorPackConstructor = Napi::Persistent(tensorPack);
   state->tensorConstructor = Napi::Persistent(tensor);
   state->modelConstructor = Napi::Persistent(model);
-  state->abortTokenConstructor = Napi::Persistent(abortToken);
 
   exports.Set("NativeTensor", tensor);
   exports.Set("NativeModel", model);
@@ -130,6 +130,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeKernel", kernel);
   exports.Set("NativeTensorPack", tensorPack);
   exports.Set("NativeHookSet", hookSet);
+  exports.Set("NativeKernelGroup", KernelGroup::Define(env));
   exports.Set("createKernel", Napi::Function::New<KernelHandle::Create>(env, "createKernel"));
   exports.Set("kernelNames", Napi::Function::New<KernelHandle::Names>(env, "kernelNames"));
   exports.Set("setErrorClasses", Napi::Function::New<SetErrorClasses>(env, "setErrorClasses"));

@@ -34,6 +34,47 @@ describe('built-in hook factories', () => {
     expect(maxDiffToReference(avg.results() as Tensor, { shape: [2, 2, 32], values: expected })).toBeLessThan(1e-5);
   });
 
+  it('gather exactly the values a closure sees: token rows, heads, per head and patterns, strided or not, at every position and at some', () => {
+    // the kernels copy plain memory on CPU: check them against index arithmetic on the value itself
+    const seen: Record<string, { shape: number[]; values: Float32Array }> = {};
+    const grab = (name: string) => (v: Tensor) => void (seen[name] = { shape: v.shape, values: v.toFloat32Array() });
+    const points = { resid: 'transformer.h.0:output', keys: 'transformer.h.0.attn:keys', pattern: 'transformer.h.0.attn:pattern' };
+    for (const positions of [[[0, 1, 2, 3, 4, 5, 6, 7]], [[6, 1, 3]], [[0, 7], [5, 2]]]) {
+      const tokens = builtins.saveResid({ positions });
+      const heads = builtins.queryKeyValue({ positions });
+      const perHead = builtins.queryKeyValue({ positions, perHead: true });
+      const pattern = builtins.attentionPatternHead({ positions, groups: [positions[0]!.length], heads: [3, 0] });
+      model.forward(ids, { hooks: { [points.resid]: [tokens, grab('resid')], [points.keys]: [heads, perHead, grab('keys')], [points.pattern]: [pattern, grab('pattern')] } });
+      const at = (b: number, i: number) => positions[b % positions.length]![i]!;
+      const n = positions[0]!.length;
+      const resid = seen['resid']!;
+      const [B, T, D] = resid.shape as [number, number, number];
+      const expectedTokens = Array.from({ length: B * n * D }, (_, x) => resid.values[(Math.floor(x / (n * D)) * T + at(Math.floor(x / (n * D)), Math.floor(x / D) % n)) * D + (x % D)]);
+      expect(values(tokens.results() as Tensor)).toEqual(expectedTokens);
+      const keys = seen['keys']!;
+      const [, H, , dh] = keys.shape as [number, number, number, number];
+      const key = (b: number, h: number, t: number, k: number) => keys.values[((b * H + h) * T + t) * dh + k]!;
+      const expectedHeads: number[] = [];
+      for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let h = 0; h < H; h++) for (let k = 0; k < dh; k++) expectedHeads.push(key(b, h, at(b, i), k));
+      expect((heads.results() as Tensor).shape).toEqual([B, n, H * dh]);
+      expect(values(heads.results() as Tensor)).toEqual(expectedHeads);
+      (perHead.results() as Tensor[]).forEach((value, h) => {
+        const expected: number[] = [];
+        for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let k = 0; k < dh; k++) expected.push(key(b, h, at(b, i), k));
+        expect(values(value)).toEqual(expected);
+      });
+      const probabilities = seen['pattern']!;
+      const results = pattern.results() as [number, Tensor][];
+      expect(results.map(([head]) => head)).toEqual([3, 0]);
+      for (const [head, value] of results) {
+        const expected: number[] = [];
+        for (let b = 0; b < B; b++) for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) expected.push(probabilities.values[((b * H + head) * T + at(b, i)) * T + at(b, j)]!);
+        expect(value.shape).toEqual([B, n, n]);
+        expect(values(value)).toEqual(expected);
+      }
+    }
+  });
+
   it('interventionHeads and multiplyPattern by 0 agree with the zero-head edit done in Python', () => {
     const viaHeads = model.forward(ids, { hooks: { 'transformer.h.1.attn:pattern': builtins.interventionHeads({ heads: [2] }) } }) as Tensor;
     const viaMultiply = model.forward(ids, { hooks: { 'transformer.h.1.attn:pattern': builtins.multiplyPattern({ head: 2, factor: 0 }) } }) as Tensor;

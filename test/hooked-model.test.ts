@@ -445,6 +445,34 @@ describe('extraction kernels reused across forwards', () => {
     unread.dispose();
   });
 
+  it('results kept from one forward keep their values through the next ones, read or unread (a forward reuses the last one\'s results memory only once none is kept)', () => {
+    const expected = (b: number) => row(whole.tensor('resid_out_1'), b);
+    // the first forward's results are all unread while the second runs
+    const first = model.forward([rows[0]!], options);
+    const second = model.forward([rows[1]!], options);
+    expectRow(first, 0);
+    expectRow(second, 1);
+    first.dispose();
+    second.dispose();
+    // one result read, the rest disposed: the next forward may reuse the rest's memory, not the read one's
+    const third = model.forward([rows[0]!], options);
+    const read = third.tensor('resid_out_1');
+    close(read, expected(0), [1, ...whole.tensor('resid_out_1').shape.slice(1)]);
+    third.delete('resid_out_1');
+    third.dispose();
+    expectRow(model.forward([rows[1]!], options), 1);
+    close(read, expected(0), read.shape);
+    // one result kept unread, the rest disposed: its memory is not reused
+    const fourth = model.forward([rows[0]!], options);
+    const unread = fourth.tensor('resid_out_1');
+    fourth.delete('resid_out_1');
+    fourth.dispose();
+    expectRow(model.forward([rows[1]!], options), 1);
+    close(unread, expected(0), read.shape);
+    read.dispose();
+    unread.dispose();
+  });
+
   it('a failed forward leaves nothing behind for the next one', async () => {
     const fail = () => {
       throw new Error('hook failed');

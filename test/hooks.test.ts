@@ -158,6 +158,27 @@ describe('hook API', () => {
     expect(model.hooks).toEqual([]);
   });
 
+  it('a frozen hook map runs its hooks on every forward, after persistent hooks added, removed or cleared since', () => {
+    const order: string[] = [];
+    const frozen = Object.freeze({ [mlpOut]: Object.freeze([() => void order.push('frozen')]) });
+    const run = () => {
+      order.length = 0;
+      model.forward(ids, { hooks: frozen });
+      return [...order];
+    };
+    expect(run()).toEqual(['frozen']);
+    const persistent = model.addHook(mlpOut, () => void order.push('persistent'));
+    expect(run()).toEqual(['persistent', 'frozen']);
+    persistent.remove();
+    expect(run()).toEqual(['frozen']);
+    model.addHook(mlpOut, () => void order.push('again'));
+    expect(run()).toEqual(['again', 'frozen']);
+    model.clearHooks();
+    expect(run()).toEqual(['frozen']);
+    model.train().eval();
+    expect(run()).toEqual(['frozen']);
+  });
+
   it('lends the value for the duration of the hook: kept handles throw, clones and data views stay', async () => {
     const kept: Tensor[] = [];
     const clones: Tensor[] = [];

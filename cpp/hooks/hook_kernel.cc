@@ -1,15 +1,13 @@
 #include "hooks/hook_kernel.h"
 
 #include "js/addon_state.h"
+#include "js/class_tag.h"
 #include "js/errors.h"
 #include "tensor/tensor_handle.h"
 
 namespace easyroutine {
 
-Napi::Value ResultWriter::Tensor(at::Tensor tensor) {
-  if (pack_) return Napi::Number::New(env_, pack_->Add(std::move(tensor)));
-  return TensorHandle::Wrap(env_, std::move(tensor));
-}
+Napi::Value ResultWriter::Tensor(at::Tensor tensor) { return TensorHandle::Wrap(env_, std::move(tensor)); }
 
 Napi::Value HookKernel::Results(ResultWriter& out) { return out.Env().Undefined(); }
 
@@ -61,6 +59,7 @@ KernelHandle::KernelHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ke
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw MakeError(info.Env(), ErrorKind::InvalidArgument, "NativeKernel cannot be constructed from JS; use nativeHook()");
   }
+  TagObject(info.This().As<Napi::Object>(), ClassTag::Kernel);
 }
 
 // createKernel(name, options)
@@ -87,17 +86,14 @@ Napi::Value KernelHandle::Names(const Napi::CallbackInfo& info) {
 }
 
 std::shared_ptr<HookKernel> KernelHandle::From(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonState::Get(env).kernelConstructor.Value())) return nullptr;
+  if (!HasTag(value, ClassTag::Kernel)) return nullptr;
   return Unwrap(value.As<Napi::Object>())->kernel_;
 }
 
 Napi::Value KernelHandle::Results(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::Torch, "NativeHook.results", [&] {
-    const bool packed = info.Length() > 0 && !info[0].IsUndefined();
-    TensorPack* pack = packed ? TensorPack::From(env, info[0]) : nullptr;
-    if (packed && !pack) throw TypedError(ErrorKind::InvalidArgument, "NativeHook.results: the argument must be a TensorPack");
-    ResultWriter out(env, pack);
+    ResultWriter out(env);
     return kernel_->Results(out);
   });
 }

@@ -15,21 +15,18 @@
 #include <vector>
 
 #include "graph/hook_points.h"
-#include "tensor/tensor_pack.h"
 
 namespace easyroutine {
 
-// Where a kernel's results go: a new JS handle per tensor, or a slot of a TensorPack (JS then gets
-// the slot number where the tensor would be).
+// Where a kernel's results go for NativeHook.results(): a new JS handle per tensor.
 class ResultWriter {
  public:
-  ResultWriter(Napi::Env env, TensorPack* pack) : env_(env), pack_(pack) {}
+  explicit ResultWriter(Napi::Env env) : env_(env) {}
   Napi::Env Env() const { return env_; }
   Napi::Value Tensor(at::Tensor tensor);
 
  private:
   Napi::Env env_;
-  TensorPack* pack_;
 };
 
 // A token-wise value as [batch, seq, ...]: a value whose tokens are flattened to [batch * seq, d]
@@ -47,6 +44,15 @@ class HookKernel {
   virtual void Reset() {}
   // Takes new per-call options (e.g. the positions of the next batch) while keeping what it collected.
   virtual void Configure(Napi::Env env, const Napi::Object& options);
+};
+
+// A kernel whose results are tensors in a fixed order (the order of Results(): per-head results in
+// head order, records in key order), which a KernelGroup takes into a pack with no JS value made.
+class CollectingKernel {
+ public:
+  virtual ~CollectingKernel() = default;
+  // Appends the collected tensors to `out` (nothing before a forward reached the kernel's point).
+  virtual void Collect(std::vector<at::Tensor>& out) = 0;
 };
 
 // Creates a kernel from the options object JS passed (on the JS thread); throws TypedError on bad options.

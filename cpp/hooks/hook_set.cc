@@ -1,6 +1,7 @@
 #include "hooks/hook_set.h"
 
 #include "js/addon_state.h"
+#include "js/class_tag.h"
 #include "js/errors.h"
 
 namespace easyroutine {
@@ -60,7 +61,7 @@ Napi::Object HookSetHandle::New(Napi::Env env, std::shared_ptr<HookBindings> bin
 }
 
 HookSetHandle* HookSetHandle::From(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonState::Get(env).hookSetConstructor.Value())) return nullptr;
+  if (!HasTag(value, ClassTag::HookSet)) return nullptr;
   return Unwrap(value.As<Napi::Object>());
 }
 
@@ -68,6 +69,7 @@ HookSetHandle::HookSetHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   if (info.Length() != 1 || !info[0].IsExternal()) {
     throw MakeError(info.Env(), ErrorKind::InvalidArgument, "NativeHookSet cannot be constructed from JS; forward() makes them");
   }
+  TagObject(info.This().As<Napi::Object>(), ClassTag::HookSet);
 }
 
 std::shared_ptr<const BoundHooks> HookSetHandle::Bound(HookedGraphCache& cache, const torch::jit::Module& module, uint64_t generation) {

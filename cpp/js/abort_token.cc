@@ -1,6 +1,7 @@
 #include "js/abort_token.h"
 
 #include "js/addon_state.h"
+#include "js/class_tag.h"
 
 namespace easyroutine {
 
@@ -9,10 +10,10 @@ Napi::Function AbortToken::Define(Napi::Env env) {
                      {InstanceMethod<&AbortToken::Abort>("abort"), InstanceMethod<&AbortToken::Aborted>("aborted")});
 }
 
-AbortToken::AbortToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AbortToken>(info) {}
+AbortToken::AbortToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<AbortToken>(info) { TagObject(info.This().As<Napi::Object>(), ClassTag::AbortToken); }
 
 AbortFlag AbortToken::FlagOf(Napi::Env env, Napi::Value value) {
-  if (value.IsObject() && value.As<Napi::Object>().InstanceOf(AddonState::Get(env).abortTokenConstructor.Value())) {
+  if (HasTag(value, ClassTag::AbortToken)) {
     return Unwrap(value.As<Napi::Object>())->flag_;
   }
   return std::make_shared<std::atomic<bool>>(false);

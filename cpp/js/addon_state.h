@@ -25,7 +25,6 @@ struct AddonState {
 
   Napi::FunctionReference tensorConstructor;
   Napi::FunctionReference modelConstructor;
-  Napi::FunctionReference abortTokenConstructor;
   Napi::FunctionReference kernelConstructor;
   Napi::FunctionReference tensorPackConstructor;
   Napi::FunctionReference hookSetConstructor;

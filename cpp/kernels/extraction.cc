@@ -12,9 +12,11 @@
 //              last dimension at the positions, each [B, n].
 //
 // Positions come per batch row (rows may be padded differently), as absolute indices.
+#include <algorithm>
 #include <mutex>
 
 #include "hooks/hook_kernel.h"
+#include "kernels/plain_copy.h"
 #include "js/errors.h"
 #include "js/js_values.h"
 #include "tensor/tensor_handle.h"
@@ -55,23 +57,54 @@ std::vector<int64_t> Sizes(const Napi::Value& value, const char* what) {
   return out;
 }
 
+// What every forward checks about a kernel's fixed positions, worked out once: their range, and
+// whether each row is 0 .. n - 1 (a whole value then is one copy).
+struct RowFacts {
+  int64_t lowest = 0;
+  int64_t highest = -1;
+  bool iota = true;
+};
+
+RowFacts FactsOf(const std::vector<std::vector<int64_t>>& rows) {
+  RowFacts facts;
+  bool first = true;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      facts.lowest = first ? row[i] : std::min(facts.lowest, row[i]);
+      facts.highest = first ? row[i] : std::max(facts.highest, row[i]);
+      first = false;
+      if (row[i] != static_cast<int64_t>(i)) facts.iota = false;
+    }
+  }
+  return facts;
+}
+
+// Checks that `given` has one row per batch row (or one row for all) and positions in [0, length);
+// `facts` (of `given`) answer at once when they are.
+void CheckRows(const std::vector<std::vector<int64_t>>& given, int64_t batch, int64_t length, const HookPoint& point, const RowFacts* facts = nullptr) {
+  if (given.size() != 1 && static_cast<int64_t>(given.size()) != batch) {
+    throw TypedError(ErrorKind::Shape, "positions for '" + point.name + "' have " + std::to_string(given.size()) + " rows; the batch has " + std::to_string(batch));
+  }
+  if (facts && facts->lowest >= 0 && facts->highest < length) return;
+  for (const auto& row : given) {
+    for (int64_t p : row) {
+      if (p < 0 || p >= length) throw TypedError(ErrorKind::Index, "position " + std::to_string(p) + " is outside '" + point.name + "' (" + std::to_string(length) + " positions)");
+    }
+  }
+}
+
 // [B, n] indices on `device`, checked against the batch size and the sequence length.
 // One row of positions serves every batch row.
 at::Tensor IndexTensor(const std::vector<std::vector<int64_t>>& given, int64_t batch, int64_t length, const HookPoint& point, at::Device device) {
-  std::vector<std::vector<int64_t>> broadcast;
-  if (given.size() == 1 && batch > 1) broadcast.assign(batch, given[0]);
-  const auto& rows = broadcast.empty() ? given : broadcast;
-  if (static_cast<int64_t>(rows.size()) != batch) {
-    throw TypedError(ErrorKind::Shape, "positions for '" + point.name + "' have " + std::to_string(rows.size()) + " rows; the batch has " + std::to_string(batch));
-  }
+  CheckRows(given, batch, length, point);
+  const int64_t n = static_cast<int64_t>(given[0].size());
   std::vector<int64_t> flat;
-  for (const auto& row : rows) {
-    for (int64_t p : row) {
-      if (p < 0 || p >= length) throw TypedError(ErrorKind::Index, "position " + std::to_string(p) + " is outside '" + point.name + "' (" + std::to_string(length) + " positions)");
-      flat.push_back(p);
-    }
+  flat.reserve(static_cast<size_t>(batch * n));
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto& row = given[static_cast<size_t>(b) % given.size()];
+    flat.insert(flat.end(), row.begin(), row.end());
   }
-  return torch::tensor(flat, torch::kInt64).view({batch, static_cast<int64_t>(rows[0].size())}).to(device);
+  return torch::tensor(flat, torch::kInt64).view({batch, n}).to(device);
 }
 
 // `sequenceLength` > 0: the positions are those of an input of that length, and a value whose
@@ -152,7 +185,7 @@ at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& group
   return at::cat(means, 1);
 }
 
-class PositionsKernel : public HookKernel {
+class PositionsKernel : public HookKernel, public CollectingKernel {
  public:
   // `inputLength` > 0: the positions are those of an input of that length, and a value with fewer
   // positions holds the last ones (a model that returns logits for the last position only).
@@ -160,6 +193,7 @@ class PositionsKernel : public HookKernel {
   PositionsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, std::string layout, bool avgOverExample, int64_t inputLength = 0,
                   int64_t sequenceLength = 0)
       : rows_(std::move(rows)),
+        facts_(FactsOf(rows_)),
         groups_(std::move(groups)),
         layout_(std::move(layout)),
         avgOverExample_(avgOverExample),
@@ -168,23 +202,37 @@ class PositionsKernel : public HookKernel {
 
   at::Tensor Run(const at::Tensor& value, const HookPoint& point) override {
     at::Tensor tokens;  // [B, T, ...]
+    bool flatten = false;  // 'heads': [B, T, H, dh] read as [B, T, H * dh]
     if (layout_ == "tokens") {
       tokens = TokensView(value, static_cast<int64_t>(rows_.size()));
       if (tokens.dim() < 3) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, seq, ...]");
     } else {
       if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, seq, d_head]");
       tokens = value.transpose(1, 2);  // [B, T, H, dh]
-      if (layout_ == "heads") tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
+      flatten = layout_ == "heads";
     }
     CheckSequenceLength(tokens.size(1), sequenceLength_, point, "positions");
+    const bool endAligned = inputLength_ > 0 && tokens.size(1) < inputLength_;
     at::Tensor out;
-    if (inputLength_ > 0 && tokens.size(1) < inputLength_) {
-      out = GatherPositions(tokens, IndexTensor(EndAligned(tokens.size(1), point), tokens.size(0), tokens.size(1), point, tokens.device()));
-    } else if (SelectsAll(rows_, tokens.size(1))) {
-      out = tokens.detach().clone();
+    if (PlainCopyable(tokens)) {
+      if (endAligned) {
+        const auto rows = EndAligned(tokens.size(1), point);
+        CheckRows(rows, tokens.size(0), tokens.size(1), point);
+        out = GatherTokens(tokens, rows, FactsOf(rows).iota, flatten);
+      } else {
+        CheckRows(rows_, tokens.size(0), tokens.size(1), point, &facts_);
+        out = GatherTokens(tokens, rows_, facts_.iota, flatten);
+      }
     } else {
-      std::lock_guard<std::mutex> lock(mutex_);
-      out = GatherPositions(tokens, index_.Get(rows_, tokens.size(0), tokens.size(1), point, tokens.device()));
+      if (flatten) tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
+      if (endAligned) {
+        out = GatherPositions(tokens, IndexTensor(EndAligned(tokens.size(1), point), tokens.size(0), tokens.size(1), point, tokens.device()));
+      } else if (SelectsAll(rows_, tokens.size(1))) {
+        out = tokens.detach().clone();
+      } else {
+        std::lock_guard<std::mutex> lock(mutex_);
+        out = GatherPositions(tokens, index_.Get(rows_, tokens.size(0), tokens.size(1), point, tokens.device()));
+      }
     }
     if (!groups_.empty()) out = GroupMeans(out, groups_);
     if (avgOverExample_) out = out.mean(0, /*keepdim=*/true);
@@ -195,12 +243,23 @@ class PositionsKernel : public HookKernel {
 
   // 'per_head': one tensor per head; otherwise the tensor (undefined before a forward).
   Napi::Value Results(ResultWriter& out) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (!result_.defined()) return out.Env().Undefined();
-    if (layout_ != "per_head") return out.Tensor(result_);
-    Napi::Array heads = Napi::Array::New(out.Env(), result_.size(2));
-    for (int64_t h = 0; h < result_.size(2); ++h) heads.Set(static_cast<uint32_t>(h), out.Tensor(result_.select(2, h).contiguous()));
+    std::vector<at::Tensor> tensors;
+    Collect(tensors);
+    if (tensors.empty()) return out.Env().Undefined();
+    if (layout_ != "per_head") return out.Tensor(tensors[0]);
+    Napi::Array heads = Napi::Array::New(out.Env(), tensors.size());
+    for (size_t h = 0; h < tensors.size(); ++h) heads.Set(static_cast<uint32_t>(h), out.Tensor(tensors[h]));
     return heads;
+  }
+
+  void Collect(std::vector<at::Tensor>& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!result_.defined()) return;
+    if (layout_ != "per_head") {
+      out.push_back(result_);
+      return;
+    }
+    for (int64_t h = 0; h < result_.size(2); ++h) out.push_back(result_.select(2, h).contiguous());
   }
 
   void Reset() override {
@@ -234,6 +293,7 @@ class PositionsKernel : public HookKernel {
   }
 
   std::vector<std::vector<int64_t>> rows_;
+  RowFacts facts_;
   std::vector<int64_t> groups_;
   std::string layout_;
   bool avgOverExample_;
@@ -244,12 +304,12 @@ class PositionsKernel : public HookKernel {
   at::Tensor result_;
 };
 
-class PatternKernel : public HookKernel {
+class PatternKernel : public HookKernel, public CollectingKernel {
  public:
   PatternKernel(std::vector<std::vector<int64_t>> columns, std::vector<int64_t> columnGroups, std::vector<std::vector<int64_t>> rows,
                 std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction, bool runningMean,
                 int64_t sequenceLength = 0)
-      : columns_(std::move(columns)), columnGroups_(std::move(columnGroups)), rows_(std::move(rows)), rowGroups_(std::move(rowGroups)),
+      : columns_(std::move(columns)), columnFacts_(FactsOf(columns_)), columnGroups_(std::move(columnGroups)), rows_(std::move(rows)), rowGroups_(std::move(rowGroups)),
         offsets_(std::move(offsets)), heads_(std::move(heads)), reduction_(std::move(reduction)), runningMean_(runningMean), sequenceLength_(sequenceLength) {}
 
   // The next batch's positions; with runningMean the mean so far is kept.
@@ -259,7 +319,6 @@ class PatternKernel : public HookKernel {
     if (value.dim() != 4) throw TypedError(ErrorKind::Shape, "'" + point.name + "' is " + ShapeString(value.sizes()) + "; expected [batch, heads, query, key]");
     CheckSequenceLength(value.size(2), sequenceLength_, point, "query positions");
     const int64_t batch = value.size(0);
-    at::Tensor pattern = value.detach();
     std::vector<int64_t> heads = heads_;
     if (heads.empty()) {
       for (int64_t h = 0; h < value.size(1); ++h) heads.push_back(h);
@@ -268,9 +327,17 @@ class PatternKernel : public HookKernel {
     for (int64_t h : heads) {
       if (h < 0 || h >= value.size(1)) throw TypedError(ErrorKind::Index, "head " + std::to_string(h) + " is outside '" + point.name + "' (" + std::to_string(value.size(1)) + " heads)");
     }
-    if (rows_.empty()) {
+    const bool plain = PlainCopyable(value);
+    if (rows_.empty() && plain) {
       // easyroutine without a row partition: the pattern at the flattened positions, whatever the
-      // method; every head at once, then one view per head
+      // method; one copy per head
+      CheckRows(columns_, batch, value.size(2), point, &columnFacts_);
+      CheckRows(columns_, batch, value.size(3), point, &columnFacts_);
+      for (int64_t h : heads) out.emplace_back(h, GatherPatternHead(value, h, columns_, columnFacts_.iota));
+    }
+    at::Tensor pattern = plain && rows_.empty() ? at::Tensor() : value.detach();
+    if (rows_.empty() && !plain) {
+      // the same with aten's ops (other devices): every head at once, then one view per head
       at::Tensor picked = static_cast<int64_t>(heads.size()) == value.size(1) ? pattern
                           : pattern.index_select(1, torch::tensor(heads, torch::kInt64).to(pattern.device()));
       if (!SelectsAll(columns_, pattern.size(2)) || pattern.size(2) != pattern.size(3)) {
@@ -348,6 +415,11 @@ class PatternKernel : public HookKernel {
     return HeadResults(out, results_);
   }
 
+  void Collect(std::vector<at::Tensor>& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [head, tensor] : results_) out.push_back(tensor.contiguous());
+  }
+
   void Reset() override {
     std::lock_guard<std::mutex> lock(mutex_);
     results_.clear();
@@ -355,6 +427,7 @@ class PatternKernel : public HookKernel {
 
  private:
   std::vector<std::vector<int64_t>> columns_;
+  RowFacts columnFacts_;
   std::vector<int64_t> columnGroups_;
   std::vector<std::vector<int64_t>> rows_;
   std::vector<int64_t> rowGroups_;
@@ -372,13 +445,14 @@ class PatternKernel : public HookKernel {
 void PatternKernel::Configure(Napi::Env, const Napi::Object& options) {
   std::lock_guard<std::mutex> lock(mutex_);
   columns_ = Rows(options.Get("positions"), "positions");
+  columnFacts_ = FactsOf(columns_);
   rowIndex_.Clear();
   colIndex_.Clear();
   offsets_ = Sizes(options.Get("offsets"), "offsets");
   offsets_.resize(columns_.size(), 0);
 }
 
-class StatisticsKernel : public HookKernel {
+class StatisticsKernel : public HookKernel, public CollectingKernel {
  public:
   explicit StatisticsKernel(std::vector<std::vector<int64_t>> rows) : rows_(std::move(rows)) {}
 
@@ -406,6 +480,17 @@ class StatisticsKernel : public HookKernel {
     return statistics;
   }
 
+  void Collect(std::vector<at::Tensor>& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!mean_.defined()) return;
+    out.insert(out.end(), {mean_, variance_, second_});
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    mean_ = variance_ = second_ = at::Tensor();
+  }
+
  private:
   std::vector<std::vector<int64_t>> rows_;
   std::mutex mutex_;
@@ -416,7 +501,7 @@ class StatisticsKernel : public HookKernel {
 // its block of the output projection W_O ([d_model, H * d_head]): the head's contribution to the
 // residual stream. With a bias, each head adds b_O / H, so the heads sum to the attention output
 // (easyroutine added b_O // H, an integer division).
-class ProjectHeadsKernel : public HookKernel {
+class ProjectHeadsKernel : public HookKernel, public CollectingKernel {
  public:
   ProjectHeadsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, bool avgOverExample, at::Tensor weight, at::Tensor bias,
                      std::vector<int64_t> heads, int64_t nHeads)
@@ -451,6 +536,16 @@ class ProjectHeadsKernel : public HookKernel {
   Napi::Value Results(ResultWriter& out) override {
     std::lock_guard<std::mutex> lock(mutex_);
     return HeadResults(out, results_);
+  }
+
+  void Collect(std::vector<at::Tensor>& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [head, tensor] : results_) out.push_back(tensor.contiguous());
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_.clear();
   }
 
  private:

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "js/addon_state.h"
+#include "js/class_tag.h"
 #include "js/errors.h"
 #include "js/js_values.h"
 #include "tensor/dtype.h"
@@ -147,6 +148,7 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
                     "NativeTensor cannot be constructed from JS; use tensor(), fromTypedArray() or a model's outputs");
   }
   tensor_ = *info[0].As<Napi::External<at::Tensor>>().Data();
+  TagObject(info.This().As<Napi::Object>(), ClassTag::Tensor);
   storages_ = AddonState::Get(env).storages;
   accounted_ = !(info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value());  // else borrowed
   if (accounted_) storages_->Retain(tensor_);
@@ -168,7 +170,7 @@ Napi::Object TensorHandle::Wrap(Napi::Env env, at::Tensor tensor) {
 }
 
 bool TensorHandle::Is(Napi::Env env, Napi::Value value) {
-  return value.IsObject() && value.As<Napi::Object>().InstanceOf(AddonState::Get(env).tensorConstructor.Value());
+  return HasTag(value, ClassTag::Tensor);
 }
 
 const at::Tensor& TensorHandle::From(Napi::Env env, Napi::Value value, const std::string& what) {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "js/addon_state.h"
+#include "js/class_tag.h"
 #include "js/errors.h"
 #include "tensor/tensor_handle.h"
 
@@ -13,21 +14,32 @@ Napi::Function TensorPack::Define(Napi::Env env) {
                      {
                          InstanceMethod<&TensorPack::Take>("take"),
                          InstanceMethod<&TensorPack::Release>("release"),
+                         InstanceMethod<&TensorPack::ReleaseRange>("releaseRange"),
                      });
 }
 
 TensorPack* TensorPack::From(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(AddonState::Get(env).tensorPackConstructor.Value())) return nullptr;
+  if (!HasTag(value, ClassTag::TensorPack)) return nullptr;
   return Unwrap(value.As<Napi::Object>());
 }
 
 TensorPack::TensorPack(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorPack>(info), storages_(AddonState::Get(info.Env()).storages) {
   storages_->HandleCreated();
+  TagObject(info.This().As<Napi::Object>(), ClassTag::TensorPack);
 }
 
 TensorPack::~TensorPack() {
   for (at::Tensor& slot : slots_) Empty(slot);
   storages_->HandleFinalized();
+}
+
+Napi::Object TensorPack::New(Napi::Env env) { return AddonState::Get(env).tensorPackConstructor.New({}); }
+
+bool TensorPack::Unused() const {
+  for (const at::Tensor& slot : slots_) {
+    if (slot.defined()) return false;
+  }
+  return true;
 }
 
 uint32_t TensorPack::Add(at::Tensor tensor) {
@@ -67,6 +79,20 @@ Napi::Value TensorPack::Release(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::InvalidArgument, "TensorPack.release", [&]() -> Napi::Value {
     Empty(Slot(info, "release"));
+    return env.Undefined();
+  });
+}
+
+Napi::Value TensorPack::ReleaseRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return Guarded(env, ErrorKind::InvalidArgument, "TensorPack.releaseRange", [&]() -> Napi::Value {
+    const double start = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+    const double end = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!(start >= 0 && start <= end && end <= static_cast<double>(slots_.size())) || start != static_cast<double>(static_cast<uint32_t>(start)) ||
+        end != static_cast<double>(static_cast<uint32_t>(end))) {
+      throw TypedError(ErrorKind::InvalidArgument, "TensorPack.releaseRange: [" + std::to_string(start) + ", " + std::to_string(end) + ") is not a range of the " + std::to_string(slots_.size()) + " slots");
+    }
+    for (size_t slot = static_cast<size_t>(start); slot < static_cast<size_t>(end); ++slot) Empty(slots_[slot]);
     return env.Undefined();
   });
 }

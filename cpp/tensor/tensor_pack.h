@@ -1,7 +1,8 @@
 // Tensors that kernels collected, held natively until JS reads one. A forward's results then cost
 // one JS object, not one handle per tensor (a handle costs microseconds to make and to collect), and
 // a result that is never read is never wrapped. JS takes a slot once (it becomes a handle) or
-// releases it; the pack frees what is left when it is collected.
+// releases it; the pack frees what is left when it is collected, or serves the next forward once
+// every slot was taken or released.
 #pragma once
 
 #include <napi.h>
@@ -19,12 +20,18 @@ class TensorPack : public Napi::ObjectWrap<TensorPack> {
   static Napi::Function Define(Napi::Env env);
   // The pack behind `value`, or nullptr when it is not one.
   static TensorPack* From(Napi::Env env, Napi::Value value);
+  // A new, empty pack.
+  static Napi::Object New(Napi::Env env);
 
   explicit TensorPack(const Napi::CallbackInfo& info);
   ~TensorPack() override;
 
   // Holds `tensor` in a new slot and returns the slot's number.
   uint32_t Add(at::Tensor tensor);
+  // Whether every slot was taken or released: no JS object refers to a slot any more, so the pack
+  // can serve again (Clear()) instead of a new one (a JS object, and a finalizer, per forward).
+  bool Unused() const;
+  void Clear() { slots_.clear(); }
 
  private:
   at::Tensor& Slot(const Napi::CallbackInfo& info, const char* method);
@@ -34,6 +41,9 @@ class TensorPack : public Napi::ObjectWrap<TensorPack> {
   Napi::Value Take(const Napi::CallbackInfo& info);
   // release(slot): drops the slot's tensor. Idempotent.
   Napi::Value Release(const Napi::CallbackInfo& info);
+  // releaseRange(start, end): release() of slots start .. end - 1, in one call (a cache disposes
+  // all its results at once, and they sit in the pack one after the other).
+  Napi::Value ReleaseRange(const Napi::CallbackInfo& info);
 
   std::vector<at::Tensor> slots_;
   std::shared_ptr<StorageRegistry> storages_;

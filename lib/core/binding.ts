@@ -66,14 +66,24 @@ export interface NativeTensorPack {
   take(slot: number): NativeTensor;
   /** Drops the slot's tensor (idempotent). */
   release(slot: number): void;
+  /** release() of slots start .. end - 1, in one call. */
+  releaseRange(start: number, end: number): void;
 }
 
 export interface NativeKernel {
-  /** With a pack, tensors go into its slots and their slot numbers stand in their place. */
-  results(pack?: NativeTensorPack): unknown;
+  results(): unknown;
   reset(): void;
   configure(options: Record<string, unknown>): void;
   name(): string;
+}
+
+/** Extraction kernels whose results one call takes into a pack (see cpp/hooks/kernel_group.h). */
+export interface NativeKernelGroup {
+  /**
+   * Each kernel's tensors into a pack, in order, `counts[i]` of kernel i; each kernel is reset. The
+   * pack is `last` when none of its slots is in use any more, else a new one.
+   */
+  take(last: NativeTensorPack | undefined, counts: Int32Array): NativeTensorPack;
 }
 
 export interface NativeHookPoint {
@@ -132,6 +142,7 @@ export interface NativeBinding {
   NativeKernel: abstract new (...args: never[]) => NativeKernel;
   NativeTensorPack: new () => NativeTensorPack;
   NativeHookSet: abstract new (...args: never[]) => NativeHookSet;
+  NativeKernelGroup: new (kernels: NativeKernel[]) => NativeKernelGroup;
   createKernel(name: string, options: Record<string, unknown>): NativeKernel;
   kernelNames(): Record<string, string>;
   setErrorClasses(classes: typeof errorClasses): void;

@@ -57,8 +57,11 @@ export type HookFunction = (value: Tensor, context: HookContext) => Tensor | voi
 /** A hook: a JS function or a native kernel. */
 export type Hook = HookFunction | NativeHook;
 
-/** Per-call hooks: point name -> hook or hooks (run in array order). */
-export type HookMap = Record<string, Hook | Hook[]>;
+/**
+ * Per-call hooks: point name -> hook or hooks (run in array order). A frozen map whose arrays are
+ * frozen too is read once: later forwards given the same map find its hook set by the map itself.
+ */
+export type HookMap = Record<string, Hook | readonly Hook[]>;
 
 /**
  * A C++ kernel that runs at hook points with no JS per call. Create with {@link nativeHook}; one

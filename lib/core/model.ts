@@ -2,7 +2,7 @@
  * TorchScript models: load, inspect, run on the calling thread or on the model's own inference thread.
  * @module
  */
-import { native, type NativeForwardOptions, type NativeModel } from './binding';
+import { native, type NativeForwardOptions, type NativeHookSet, type NativeModel } from './binding';
 import { AbortError, InvalidArgumentError, describeValue } from './errors';
 import { toNativeSpec, type Hook, type HookHandle, type HookMap, type HookPoint, type HookPointKind, type NativeHookSpec } from './hooks';
 import { HookSetCache } from './hook-set-cache';
@@ -121,6 +121,10 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
   #hooks: PersistentHook[] = [];
   #points: Map<string, HookPoint> | undefined;
   readonly #hookSets = new HookSetCache();
+  // A frozen hook map (each HookedModel extraction plan passes one) cannot change: its set is found
+  // by the map itself, without listing its hooks, while the persistent hooks stay as they were.
+  #setsOfFrozenMaps = new WeakMap<HookMap, { hooksVersion: number; hookSet: NativeHookSet }>();
+  #hooksVersion = 0;
   /** The file the model was loaded from. */
   readonly path: string;
 
@@ -202,9 +206,11 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     this.#handle.validateHookPoints([point]);
     const entry: PersistentHook = { point, hook };
     this.#hooks.push(entry);
+    this.#hooksVersion++;
     const remove = () => {
       const index = this.#hooks.indexOf(entry);
       if (index >= 0) this.#hooks.splice(index, 1);
+      this.#hooksVersion++;
     };
     return { point, remove, [Symbol.dispose]: remove };
   }
@@ -214,6 +220,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     // a misspelt name would otherwise clear nothing, silently
     if (point !== undefined && !this.#hooks.some((h) => h.point === point) && !this.#pointMap().has(point)) this.#handle.validateHookPoints([point]);
     this.#hooks = point === undefined ? [] : this.#hooks.filter((h) => h.point !== point);
+    this.#hooksVersion++;
   }
 
   /** The persistent hooks, in run order. */
@@ -252,6 +259,11 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     if (perCall !== undefined && perCall !== null && (typeof perCall !== 'object' || Array.isArray(perCall))) {
       throw new InvalidArgumentError('forward: options.hooks must be an object of point name -> hook or hooks');
     }
+    const frozen = taps.length === 0 && perCall !== undefined && perCall !== null && Object.isFrozen(perCall);
+    if (frozen) {
+      const known = this.#setsOfFrozenMaps.get(perCall);
+      if (known?.hooksVersion === this.#hooksVersion) return { grad, ...output, hookSet: known.hookSet };
+    }
     const pairs: unknown[] = [];
     for (const { point, hook } of this.#hooks) pairs.push(point, hook);
     for (const point of Object.keys(perCall ?? {})) {
@@ -265,6 +277,9 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
       for (let i = 0; i < pairs.length; i += 2) specs.push(toNativeSpec(pairs[i] as string, pairs[i + 1] as Hook, points.get(pairs[i] as string)));
       return this.#handle.hookSet(specs, taps);
     });
+    if (frozen && Object.values(perCall).every((hooks) => !Array.isArray(hooks) || Object.isFrozen(hooks))) {
+      this.#setsOfFrozenMaps.set(perCall, { hooksVersion: this.#hooksVersion, hookSet });
+    }
     return { grad, ...output, hookSet };
   }
 
@@ -314,6 +329,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
     this.#handle.setTraining(mode);
     this.#points = undefined;
     this.#hookSets.clear();
+    this.#setsOfFrozenMaps = new WeakMap();
     return this;
   }
 
@@ -326,6 +342,7 @@ export class Model<Output extends ModelOutput = ModelOutput> implements Disposab
   dispose(): void {
     registry.unregister(this);
     this.#hookSets.clear();
+    this.#setsOfFrozenMaps = new WeakMap();
     this.#handle.dispose();
   }
 

@@ -81,13 +81,13 @@ function sameMappingIndex(current: CacheValue, incoming: CacheValue): CacheValue
 /** The key that holds {@link ActivationCache.metadata}, as easyroutine stores it. */
 const METADATA_KEY = 'metadata';
 
-const DEFAULT_AGGREGATIONS: [string, Aggregation][] = [
+const DEFAULT_AGGREGATIONS: ReadonlyMap<string, Aggregation> = new Map<string, Aggregation>([
   ['mapping_index', sameMappingIndex],
   ['token_dict', concatLists],
   ['target_tokens', concatLists],
   ['offset', concatLists],
   ['last_layernorm', perStatistic],
-];
+]);
 
 function nbytes(value: CacheValue | undefined): number {
   if (value === undefined || value === null) return 0;
@@ -125,7 +125,8 @@ export function cacheKeyGroup(key: string): string {
 export class ActivationCache implements Iterable<[string, CacheValue]>, Disposable {
   #values = new Map<string, CacheValue>();
   #info = new Map<string, string>();
-  #aggregations = new Map<string, Aggregation>(DEFAULT_AGGREGATIONS);
+  // the defaults until one is registered or removed (a forward makes a cache; most never change them)
+  #aggregations: ReadonlyMap<string, Aggregation> = DEFAULT_AGGREGATIONS;
   #deferred: ActivationCache[] | undefined;
   #metadata: Record<string, unknown> = {};
 
@@ -228,12 +229,17 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
   registerAggregation(prefix: string, fn: Aggregation): void {
     if (typeof prefix !== 'string') throw new InvalidArgumentError(`ActivationCache.registerAggregation: prefix must be a string, got ${describeValue(prefix)}`);
     if (typeof fn !== 'function') throw new InvalidArgumentError(`ActivationCache.registerAggregation: fn must be a function (current, incoming) => merged, got ${describeValue(fn)}`);
-    this.#aggregations.set(prefix, fn);
+    this.#ownAggregations().set(prefix, fn);
   }
 
   /** Stops merging keys of `prefix` with the function registered for it. */
   removeAggregation(prefix: string): void {
-    this.#aggregations.delete(prefix);
+    this.#ownAggregations().delete(prefix);
+  }
+
+  #ownAggregations(): Map<string, Aggregation> {
+    if (this.#aggregations === DEFAULT_AGGREGATIONS) this.#aggregations = new Map(DEFAULT_AGGREGATIONS);
+    return this.#aggregations as Map<string, Aggregation>;
   }
 
   #aggregationFor(key: string): Aggregation {
@@ -334,7 +340,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     };
     for (const [key, value] of this.#values) out.#values.set(key, move(value));
     out.#info = new Map(this.#info);
-    out.#aggregations = new Map(this.#aggregations);
+    out.#aggregations = this.#aggregations === DEFAULT_AGGREGATIONS ? DEFAULT_AGGREGATIONS : new Map(this.#aggregations);
     if (this.has(METADATA_KEY)) out.metadata = { ...this.metadata };
     return out;
   }
@@ -364,12 +370,22 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
    * GC otherwise; disposing right away keeps memory flat in loops (`using cache = model.forward(...)`).
    */
   dispose(): void {
-    const release = (value: CacheValue) => {
-      if (isTensor(value)) value.dispose();
-      else if (Array.isArray(value)) value.forEach(release);
-      else if (isPlainObject(value)) Object.values(value).forEach(release);
+    const tensors: Tensor[] = [];
+    // primitives (most of mapping_index, token_dict, the metadata) are skipped without a call
+    const gather = (value: object) => {
+      if (isTensor(value)) {
+        tensors.push(value);
+      } else if (Array.isArray(value)) {
+        for (const item of value) if (item !== null && typeof item === 'object') gather(item);
+      } else {
+        for (const key in value) {
+          const item = (value as Record<string, unknown>)[key];
+          if (item !== null && typeof item === 'object') gather(item);
+        }
+      }
     };
-    for (const value of this.#values.values()) release(value);
+    for (const value of this.#values.values()) if (value !== null && typeof value === 'object') gather(value);
+    Tensor._disposeAll(tensors);
     this.#values.clear();
     this.#info.clear();
   }

@@ -439,8 +439,6 @@ export class HookedModel {
     // the export takes the mask as its second argument: the given one, else all ones
     const maskArgument = !this.#takesMask ? undefined : mask === undefined ? fullMask(ids) : mask instanceof Tensor ? mask : tensor(mask, { dtype: 'int64' });
     const extraction = this.#kernels.acquire(extractionKey, config, target);
-    const hooks = [...extraction.hooks];
-    if (running) hooks.push(...running.hooks(config, target));
 
     // Order at a point: registered interventions, then per-call interventions on attention patterns
     // and scores (so pattern extraction sees the edit), then extraction, then per-call interventions
@@ -448,26 +446,34 @@ export class HookedModel {
     if (options.interventions !== undefined && !Array.isArray(options.interventions)) {
       throw new InvalidArgumentError(`HookedModel.forward: interventions must be an array of interventions, got ${describeValue(options.interventions)}`);
     }
-    const edits = (list: Intervention[]) => list.flatMap((iv) => interventionHooks(this.architecture, iv, spans, options));
-    const registered = edits(this.#interventions);
-    const perCall = edits(options.interventions ?? []);
-    const isAttentionMatrix = (point: string) => /:(pattern|scores)$/.test(point);
-    const hookMap: Record<string, Hook[]> = {};
-    for (const [point, hook] of registered) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of perCall) if (isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
-    for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
-    for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+    const extractionOnly = !running && this.#interventions.length === 0 && !options.interventions?.length && options.hooks === undefined;
+    let hookMap: Record<string, Hook[]> = extraction.hookMap;
+    if (!extractionOnly) {
+      const hooks = [...extraction.hooks];
+      if (running) hooks.push(...running.hooks(config, target));
+      const edits = (list: Intervention[]) => list.flatMap((iv) => interventionHooks(this.architecture, iv, spans, options));
+      const registered = edits(this.#interventions);
+      const perCall = edits(options.interventions ?? []);
+      const isAttentionMatrix = (point: string) => /:(pattern|scores)$/.test(point);
+      hookMap = {};
+      for (const [point, hook] of registered) (hookMap[point] ??= []).push(hook);
+      for (const [point, hook] of perCall) if (isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+      for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
+      for (const [point, hook] of perCall) if (!isAttentionMatrix(point)) (hookMap[point] ??= []).push(hook);
+      for (const [point, own] of Object.entries(options.hooks ?? {})) (hookMap[point] ??= []).push(...(Array.isArray(own) ? own : [own]));
+    }
 
-    const release = () => {
+    // `collected`: the cache was built, which took the collectors' results (and reset them)
+    const release = (collected = false) => {
       // ids and masks made here are ours to free
       if (ids !== inputIds) ids.dispose();
       if (maskArgument !== undefined && maskArgument !== options.attentionMask) maskArgument.dispose();
-      this.#kernels.release(extraction);
+      this.#kernels.release(extraction, collected);
     };
     const finish = (output: Tensor | null) => {
+      let collected = false;
       try {
-        return assembleCache(output, {
+        const cache = assembleCache(output, {
           architecture: this.architecture,
           decodeToken: this.#tokenDecoder(),
           ids,
@@ -481,10 +487,12 @@ export class HookedModel {
           pivotPositions: options.pivotPositions,
           vocabularyIndex: options.vocabularyIndex,
         });
+        collected = true;
+        return cache;
       } finally {
         // what the cache needs of the output (logits at the targets) was copied by a kernel
         output?.dispose();
-        release();
+        release(collected);
       }
     };
     return { ids, args: maskArgument ? [ids, maskArgument] : [ids], hooks: hookMap, grad: config.keepGradient || options.grad === true, output: extraction.leaf !== undefined, finish, release };
@@ -525,7 +533,11 @@ export class HookedModel {
   }
 
   #spans(mask: Tensor | number[][] | undefined, batch: number, seq: number): SequenceSpan[] {
-    if (mask === undefined) return Array.from({ length: batch }, () => ({ offset: 0, length: seq }));
+    if (mask === undefined) {
+      const spans: SequenceSpan[] = [];
+      for (let row = 0; row < batch; row++) spans.push({ offset: 0, length: seq });
+      return spans;
+    }
     const values = mask instanceof Tensor ? Array.from(mask.to('float64').data as Float64Array) : mask.flat();
     if (values.length !== batch * seq) throw new InvalidArgumentError(`HookedModel.forward: attentionMask has ${values.length} entries; the input is [${batch}, ${seq}]`);
     return spansFromAttentionMask(values, batch, seq);

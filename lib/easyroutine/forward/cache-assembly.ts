@@ -10,7 +10,6 @@ import type { ArchitectureMapping } from '../architecture/mapping';
 import type { ResolvedExtractionConfig } from '../extraction-config';
 import type { TokenPosition } from '../token-positions';
 import type { Extraction } from './extraction';
-import { PackedResults } from './packed-results';
 
 /** What a forward's cache is made from. */
 export interface ForwardRecord {
@@ -59,8 +58,8 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
       if (value) cache.addWithInfo(`${key}_gradients`, value, `d logits[0, -1, ${vocabularyIndex}] / d ${key}, at the target positions: [batch, position, d]`);
     });
   }
-  const results = new PackedResults();
-  for (const collector of collectors) collector.collect(cache, results);
+  const results = extraction.group.take();
+  for (let i = 0; i < collectors.length; i++) collectors[i]!.collect(cache, results, i);
   if (config.saveInputIds) {
     const int64 = ids.dtype === 'int64' ? ids : ids.to('int64');
     // at every position the gather is a copy, without the two index tensors
@@ -82,15 +81,19 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   cache.set('mapping_index', mappingIndex);
   // token_dict: per spec, the positions row 0 resolved to, as easyroutine has it; target_tokens: the
   // tokens there (text with a tokenizer, else ids)
-  const rowIds = firstRowIds(ids);
+  const idAt = firstRowIds(ids);
   const tokenDict: Record<string, number[]> = {};
   const targetTokens: Record<string, (string | number)[]> = {};
   specs.forEach((spec, i) => {
     const name = typeof spec === 'string' ? spec : JSON.stringify(spec);
     const positions = perRow[0]![i]!;
-    const at = positions.map((p) => Number(rowIds[p]!));
-    tokenDict[name] = [...positions];
-    targetTokens[name] = decodeToken ? at.map(decodeToken) : at;
+    const tokens = new Array<string | number>(positions.length);
+    for (let j = 0; j < positions.length; j++) {
+      const id = idAt(positions[j]!);
+      tokens[j] = decodeToken ? decodeToken(id) : id;
+    }
+    tokenDict[name] = positions.slice();
+    targetTokens[name] = tokens;
   });
   cache.set('token_dict', tokenDict);
   cache.set('target_tokens', targetTokens);
@@ -98,9 +101,18 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   return cache;
 }
 
-/** Row 0's token ids (its start, read in place, when the ids are a contiguous int64 CPU tensor). */
-function firstRowIds(ids: Tensor): BigInt64Array {
-  return ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Row 0's token id at a position (row 0 is the ids' start, read in place when they are a contiguous
+ * int64 CPU tensor). An id that fits 32 bits is read as its low word: reading a BigInt64Array element
+ * allocates a BigInt, and a cache reads every target position.
+ */
+function firstRowIds(ids: Tensor): (position: number) => number {
+  const values = ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+  if (!LITTLE_ENDIAN) return (p) => Number(values[p]!);
+  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
+  return (p) => (words[2 * p + 1] === 0 ? words[2 * p]! : Number(values[p]!));
 }
 
 function argmax(values: Float32Array): number {

@@ -8,25 +8,29 @@
  */
 import { InvalidArgumentError } from '../../core/errors';
 import { NativeHook, nativeHook, type Hook } from '../../core/hooks';
-import type { ActivationCache, CacheValue } from '../activation-cache';
+import type { ActivationCache } from '../activation-cache';
 import type { ArchitectureMapping } from '../architecture/mapping';
 import type { OutputProjections } from '../architecture/output-projection';
 import { headSelected, selectedHeads, type ResolvedExtractionConfig } from '../extraction-config';
 import { remember, touch } from './lru';
-import type { PackedResults } from './packed-results';
+import { KernelGroup, type PackedResults } from './packed-results';
 import type { Target } from './positions';
 
 /** One kernel of an extraction and how its results enter the cache. */
 export interface Collector {
-  key: string;
   hook: NativeHook;
-  collect(cache: ActivationCache, results: PackedResults): void;
+  /** Adds what the kernel collected; `index`: this collector's index in {@link Extraction.collectors} (its kernel's in the group). */
+  collect(cache: ActivationCache, results: PackedResults, index: number): void;
 }
 
 /** The extraction kernels of a plan. */
 export interface Extraction {
   collectors: Collector[];
+  /** The collectors' kernels, taken together. */
+  group: KernelGroup;
   hooks: [string, Hook][];
+  /** `hooks` by point, for a forward with no other hooks (frozen, arrays too). */
+  hookMap: Record<string, Hook[]>;
   /** keepGradient's leaf at the embeddings, when asked for. */
   leaf: NativeHook | undefined;
   /** With keepGradient, each extracted position key's activation as it stays in the autograd graph. */
@@ -37,9 +41,18 @@ export interface Extraction {
 /** How many distinct extraction plans (config x positions) a model keeps ready. */
 const EXTRACTION_CACHE_SIZE = 16;
 
-/** Adds `value` under `key` unless the kernel gave nothing. */
-function addResult(cache: ActivationCache, key: string, value: CacheValue | undefined, info: string): void {
-  if (value !== undefined) cache.addWithInfo(key, value, info);
+/**
+ * A collector for a kernel whose tensors go under fixed keys, in order: keys and descriptions are
+ * made once per plan, not per forward.
+ */
+function fixedKeys(hook: NativeHook, entries: [key: string, info: string][]): Collector {
+  return {
+    hook,
+    collect: (cache, r, index) => {
+      const count = Math.min(r.count(index), entries.length);
+      for (let i = 0; i < count; i++) cache.addWithInfo(entries[i]![0], r.tensor(index, i), entries[i]![1]);
+    },
+  };
 }
 
 /** Builds and keeps the extraction kernels of one model. */
@@ -106,9 +119,12 @@ export class ExtractionKernels {
     }
   }
 
-  /** Resets the kernels of a finished or failed forward for the next one. */
-  release(extraction: Extraction): void {
-    for (const collector of extraction.collectors) collector.hook.reset();
+  /**
+   * Resets the kernels of a finished or failed forward for the next one; `collected`: the
+   * collectors' results were taken (PackedResults resets them).
+   */
+  release(extraction: Extraction, collected: boolean): void {
+    if (!collected) for (const collector of extraction.collectors) collector.hook.reset();
     for (const site of extraction.gradientSites) site.hook.reset();
     extraction.leaf?.reset();
     extraction.busy = false;
@@ -123,7 +139,7 @@ export class ExtractionKernels {
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample, sequenceLength: inputLength });
-      collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`) });
+      collectors.push(fixedKeys(hook, [[key, `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`]]));
       if (config.keepGradient) {
         // after the extraction at this point, so that the gradient is of the value it read
         const site = nativeHook('gradient_site');
@@ -158,7 +174,7 @@ export class ExtractionKernels {
         if (!flag) continue;
         const hook = nativeHook('positions', { positions, groups, layout: 'heads', avgOverExample: config.avgOverExample });
         const key = `${name}_L${i}`;
-        collectors.push({ key, hook, collect: (cache, r) => addResult(cache, key, r.tensor(hook), `${point}: [batch, position, heads * d_head]`) });
+        collectors.push(fixedKeys(hook, [[key, `${point}: [batch, position, heads * d_head]`]]));
         hooks.push([point, hook]);
       }
       for (const [flag, name, point, kv] of [
@@ -169,15 +185,16 @@ export class ExtractionKernels {
         if (!flag) continue;
         const hook = nativeHook('positions', { positions, groups, layout: 'per_head', avgOverExample: config.avgOverExample });
         collectors.push({
-          key: `${name}_L${i}`,
           hook,
-          collect: (cache, r) => {
-            const perHead = r.tensors(hook);
-            if (!perHead) return;
-            const group = kv ? arch.nHeads / perHead.length : 1;
+          collect: (cache, r, index) => {
+            // one tensor per head of the value: under grouped-query attention, fewer than the query heads
+            const count = r.count(index);
+            if (count === 0) return;
+            const perHead = Array.from({ length: count }, (_, j) => r.tensor(index, j));
+            const group = kv ? arch.nHeads / count : 1;
             for (let head = 0; head < arch.nHeads; head++) {
               if (!headSelected(config, i, head)) continue;
-              // under grouped-query attention, query head h reads key/value head h // (H / Hkv)
+              // query head h reads key/value head h // (H / Hkv): the same tensor under each key
               cache.addWithInfo(`${name}_L${i}H${head}`, perHead[Math.floor(head / group)]!, `${point}: [batch, position, d_head]`);
             }
           },
@@ -197,13 +214,7 @@ export class ExtractionKernels {
         if (heads.length === 0) continue;
         const { weight, bias, layout } = this.#projections.of(i);
         const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, layout, bias: name === 'head_out' || name === 'projected_value' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
-        collectors.push({
-          key: `${name}_L${i}`,
-          hook,
-          collect: (cache, r) => {
-            for (const [head, value] of r.heads(hook)) cache.addWithInfo(`${name}_L${i}H${head}`, value, `${point} x W_O block: [batch, position, d_model]`);
-          },
-        });
+        collectors.push(fixedKeys(hook, heads.map((head) => [`${name}_L${i}H${head}`, `${point} x W_O block: [batch, position, d_model]`])));
         hooks.push([point, hook]);
       }
       const patternHeads = selectedHeads(config, i, arch.nHeads);
@@ -219,22 +230,22 @@ export class ExtractionKernels {
           reduction: config.attnPatternAvg,
           sequenceLength: inputLength,
         });
-        collectors.push({
-          key: `pattern_L${i}`,
-          hook,
-          collect: (cache, r) => {
-            for (const [head, value] of r.heads(hook)) {
-              cache.addWithInfo(`pattern_L${i}H${head}`, value, rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]');
-            }
-          },
-        });
+        const info = rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]';
+        collectors.push(fixedKeys(hook, heads.map((head) => [`pattern_L${i}H${head}`, info])));
         hooks.push([p.pattern, hook]);
       }
     });
     if (config.extractLastLayernorm) {
       if (!arch.finalNorm) throw new InvalidArgumentError('HookedModel: no final norm found for last_layernorm; pass finalNorm in the architecture overrides');
       const hook = nativeHook('statistics', { positions });
-      collectors.push({ key: 'last_layernorm', hook, collect: (cache, r) => addResult(cache, 'last_layernorm', r.record(hook), '{mean, variance, second_moment}: [batch, position]') });
+      collectors.push({
+        hook,
+        collect: (cache, r, index) => {
+          if (r.count(index) === 0) return;
+          const [mean, variance, secondMoment] = [0, 1, 2].map((j) => r.tensor(index, j));
+          cache.addWithInfo('last_layernorm', { mean: mean!, variance: variance!, second_moment: secondMoment! }, '{mean, variance, second_moment}: [batch, position]');
+        },
+      });
       hooks.push([`${arch.finalNorm}:input`, hook]);
     }
     let leaf: NativeHook | undefined;
@@ -247,15 +258,16 @@ export class ExtractionKernels {
       // the kernel then reads the target positions among those, or names the case. `avg` leaves the
       // logits per position, as easyroutine does (mapping_index says 'avg' for the activations)
       const hook = nativeHook('positions', { positions, layout: 'tokens', avgOverExample: config.avgOverExample, inputLength });
-      collectors.push({
-        key: 'logits',
-        hook,
-        collect: (cache, r) => addResult(cache, 'logits', r.tensor(hook), '[batch, position, vocabulary]; from an output with fewer positions than the input, its last positions'),
-      });
+      collectors.push(fixedKeys(hook, [['logits', '[batch, position, vocabulary]; from an output with fewer positions than the input, its last positions']]));
       hooks.push(['output', hook]);
     }
 
     for (const [point] of hooks) if (!this.#pointNames.has(point)) throw new InvalidArgumentError(this.#missingPoint(point));
-    return { collectors, hooks, leaf, gradientSites, busy: false };
+    const hookMap: Record<string, Hook[]> = {};
+    for (const [point, hook] of hooks) (hookMap[point] ??= []).push(hook);
+    // frozen: the model then finds its hook set by the map alone
+    for (const list of Object.values(hookMap)) Object.freeze(list);
+    Object.freeze(hookMap);
+    return { collectors, group: new KernelGroup(collectors.map((c) => c.hook.native)), hooks, hookMap, leaf, gradientSites, busy: false };
   }
 }

@@ -1,35 +1,54 @@
 /**
- * What the extraction kernels of one forward collected, read from one native pack: each result is a
- * Tensor whose handle is made on first use, so results that are disposed unread never cost a handle.
- * A kernel whose point did not run gives undefined.
+ * What the extraction kernels of one forward collected, taken from all of them with one native call
+ * into one pack (which also resets them for the next forward). Each kernel's tensors sit in the
+ * pack in the order its results() lists them; each result is a Tensor whose handle is made on first
+ * use, so results that are disposed unread never cost a handle. A kernel whose point did not run
+ * gave none.
  * @module
  */
-import { native } from '../../core/binding';
-import type { NativeHook } from '../../core/hooks';
+import { native, type NativeKernel, type NativeKernelGroup, type NativeTensorPack } from '../../core/binding';
 import { Tensor } from '../../core/tensor';
 
+/** The kernels of an extraction, taken together (made once per plan). */
+export class KernelGroup {
+  readonly #group: NativeKernelGroup;
+  readonly #counts: Int32Array;
+  // the previous forward's pack, which serves again once its results are all disposed or read
+  #last: NativeTensorPack | undefined;
+
+  constructor(kernels: NativeKernel[]) {
+    this.#group = new native.NativeKernelGroup(kernels);
+    this.#counts = new Int32Array(kernels.length);
+  }
+
+  /** Takes what the kernels collected in the forward that just ran. */
+  take(): PackedResults {
+    const pack = this.#group.take(this.#last, this.#counts);
+    this.#last = pack;
+    return new PackedResults(pack, this.#counts);
+  }
+}
+
 export class PackedResults {
-  readonly #pack = new native.NativeTensorPack();
+  readonly #pack: NativeTensorPack;
+  /** Where each kernel's tensors start in the pack, and (last) their total. */
+  readonly #starts: number[];
 
-  #at(slot: number): Tensor {
-    return Tensor._fromPack(this.#pack, slot);
+  /** `counts` is read now: the group writes the next forward's into the same array. */
+  constructor(pack: NativeTensorPack, counts: Int32Array) {
+    this.#pack = pack;
+    const starts = [0];
+    for (let i = 0; i < counts.length; i++) starts.push(starts[i]! + counts[i]!);
+    this.#starts = starts;
   }
 
-  tensor(hook: NativeHook): Tensor | undefined {
-    const slot = hook.native.results(this.#pack) as number | undefined;
-    return slot === undefined ? undefined : this.#at(slot);
+  /** How many tensors kernel `kernel` gave (0: its point did not run). */
+  count(kernel: number): number {
+    return this.#starts[kernel + 1]! - this.#starts[kernel]!;
   }
 
-  tensors(hook: NativeHook): Tensor[] | undefined {
-    return (hook.native.results(this.#pack) as number[] | undefined)?.map((slot) => this.#at(slot));
-  }
-
-  heads(hook: NativeHook): [number, Tensor][] {
-    return ((hook.native.results(this.#pack) as [number, number][] | undefined) ?? []).map(([head, slot]) => [head, this.#at(slot)]);
-  }
-
-  record(hook: NativeHook): Record<string, Tensor> | undefined {
-    const slots = hook.native.results(this.#pack) as Record<string, number> | undefined;
-    return slots && Object.fromEntries(Object.entries(slots).map(([name, slot]) => [name, this.#at(slot)]));
+  /** Kernel `kernel`'s `index`-th tensor. */
+  tensor(kernel: number, index = 0): Tensor {
+    return Tensor._fromPack(this.#pack, this.#starts[kernel]! + index);
   }
 }

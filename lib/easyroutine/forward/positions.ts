@@ -69,11 +69,58 @@ function concatenated(groups: readonly number[][]): number[] {
   return out;
 }
 
+/** Whether two lists of position specs (or pivot positions) hold the same values. */
+function sameList(a: readonly (TokenPosition | number)[] | undefined, b: readonly (TokenPosition | number)[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x === y) continue;
+    if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length || x[0] !== y[0] || x[1] !== y[1]) return false;
+  }
+  return true;
+}
+
+/** What the last unmasked resolution was asked with (copies: the caller's arrays may change). */
+interface LastRequest {
+  config: Readonly<ResolvedExtractionConfig>;
+  specs: TokenPosition[];
+  rows: number;
+  inputLength: number;
+  pivotPositions: number[] | undefined;
+  seed: number | undefined;
+  resolution: Resolution;
+}
+
 /** Resolves target positions, remembering unmasked resolutions per model. */
 export class PositionResolver {
   readonly #resolutions = new Map<string, Resolution>();
+  // An extraction loop asks the same as last time: comparing with that is cheaper than the memo key
+  #last: LastRequest | undefined;
 
   resolve(config: Readonly<ResolvedExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], inputLength: number, options: PositionOptions): Resolution {
+    const last = this.#last;
+    if (
+      !options.masked &&
+      last !== undefined &&
+      last.config === config &&
+      last.rows === spans.length &&
+      last.inputLength === inputLength &&
+      last.seed === options.seed &&
+      sameList(last.specs, specs) &&
+      sameList(last.pivotPositions, options.pivotPositions)
+    ) {
+      return last.resolution;
+    }
+    const resolution = this.#resolve(config, specs, spans, inputLength, options);
+    if (!options.masked && Object.isFrozen(config)) {
+      this.#last = { config, specs: specs.map((s) => (Array.isArray(s) ? ([...s] as unknown as TokenPosition) : s)), rows: spans.length, inputLength, pivotPositions: options.pivotPositions?.slice(), seed: options.seed, resolution };
+    }
+    return resolution;
+  }
+
+  #resolve(config: Readonly<ResolvedExtractionConfig>, specs: TokenPosition[], spans: SequenceSpan[], inputLength: number, options: PositionOptions): Resolution {
     const memoKey = options.masked ? undefined : `${configKey(config)} ${JSON.stringify(specs)} ${spans.length}x${inputLength} ${JSON.stringify(options.pivotPositions ?? null)} ${options.seed ?? 0}`;
     const known = memoKey === undefined ? undefined : this.#resolutions.get(memoKey);
     if (known) return known;
