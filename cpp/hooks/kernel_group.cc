@@ -48,7 +48,7 @@ Napi::Value KernelGroup::Take(const Napi::CallbackInfo& info) {
       members_[i].kernel->Reset();
       counts[i] = static_cast<int32_t>(tensors.size() - before);
     }
-    for (at::Tensor& tensor : tensors) pack->Add(std::move(tensor));
+    pack->AddAll(std::move(tensors));
     return packObject;
   });
 }

@@ -333,7 +333,8 @@ class PatternKernel : public HookKernel, public CollectingKernel {
       // method; one copy per head
       CheckRows(columns_, batch, value.size(2), point, &columnFacts_);
       CheckRows(columns_, batch, value.size(3), point, &columnFacts_);
-      for (int64_t h : heads) out.emplace_back(h, GatherPatternHead(value, h, columns_, columnFacts_.iota));
+      std::vector<at::Tensor> perHead = GatherPatternHeads(value, heads, columns_, columnFacts_.iota);
+      for (size_t i = 0; i < heads.size(); ++i) out.emplace_back(heads[i], std::move(perHead[i]));
     }
     at::Tensor pattern = plain && rows_.empty() ? at::Tensor() : value.detach();
     if (rows_.empty() && !plain) {

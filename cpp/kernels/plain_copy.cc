@@ -73,37 +73,53 @@ at::Tensor GatherTokens(const at::Tensor& tokens, const std::vector<std::vector<
   return out;
 }
 
-at::Tensor GatherPatternHead(const at::Tensor& pattern, int64_t head, const std::vector<std::vector<int64_t>>& rows, bool iota) {
+std::vector<at::Tensor> GatherPatternHeads(const at::Tensor& pattern, const std::vector<int64_t>& heads, const std::vector<std::vector<int64_t>>& rows, bool iota) {
   const int64_t batch = pattern.size(0);
   const int64_t n = static_cast<int64_t>(rows[0].size());
-  at::Tensor out = Empty({batch, n, n}, pattern.scalar_type());
+  const int64_t perHead = batch * n * n;
+  at::Tensor all = Empty({static_cast<int64_t>(heads.size()), batch, n, n}, pattern.scalar_type());
   const size_t item = pattern.element_size();
   const int64_t queryStride = pattern.stride(2) * static_cast<int64_t>(item);
   const int64_t keyStride = pattern.stride(3) * static_cast<int64_t>(item);
   const bool keysContiguous = pattern.size(3) == 1 || pattern.stride(3) == 1;
-  const char* src = static_cast<const char*>(pattern.data_ptr()) + head * pattern.stride(1) * static_cast<int64_t>(item);
-  char* dst = static_cast<char*>(out.data_ptr());
-  for (int64_t b = 0; b < batch; ++b) {
-    const std::vector<int64_t>& row = rows[static_cast<size_t>(b) % rows.size()];
-    const char* base = src + b * pattern.stride(0) * static_cast<int64_t>(item);
-    const bool allKeys = keysContiguous && iota && n == pattern.size(3);
-    if (allKeys && n == pattern.size(2) && queryStride == pattern.size(3) * static_cast<int64_t>(item)) {
-      std::memcpy(dst, base, static_cast<size_t>(n * n) * item);
-      dst += n * n * static_cast<int64_t>(item);
-      continue;
-    }
-    for (int64_t q : row) {
-      const char* query = base + q * queryStride;
-      if (allKeys) {
-        std::memcpy(dst, query, static_cast<size_t>(n) * item);
-        dst += n * static_cast<int64_t>(item);
+  const bool allKeys = keysContiguous && iota && n == pattern.size(3);
+  const bool wholeBlock = allKeys && n == pattern.size(2) && queryStride == pattern.size(3) * static_cast<int64_t>(item);
+  char* dst = static_cast<char*>(all.data_ptr());
+  for (int64_t head : heads) {
+    const char* src = static_cast<const char*>(pattern.data_ptr()) + head * pattern.stride(1) * static_cast<int64_t>(item);
+    for (int64_t b = 0; b < batch; ++b) {
+      const std::vector<int64_t>& row = rows[static_cast<size_t>(b) % rows.size()];
+      const char* base = src + b * pattern.stride(0) * static_cast<int64_t>(item);
+      if (wholeBlock) {
+        std::memcpy(dst, base, static_cast<size_t>(n * n) * item);
+        dst += n * n * static_cast<int64_t>(item);
         continue;
       }
-      for (int64_t k : row) {
-        std::memcpy(dst, query + k * keyStride, item);
-        dst += item;
+      for (int64_t q : row) {
+        const char* query = base + q * queryStride;
+        if (allKeys) {
+          std::memcpy(dst, query, static_cast<size_t>(n) * item);
+          dst += n * static_cast<int64_t>(item);
+          continue;
+        }
+        for (int64_t k : row) {
+          std::memcpy(dst, query + k * keyStride, item);
+          dst += item;
+        }
       }
     }
+  }
+  // one tensor per head over its part of the allocation, made directly: a select() per head would
+  // dispatch an op and attach autograd view metadata
+  std::vector<at::Tensor> out;
+  out.reserve(heads.size());
+  for (size_t h = 0; h < heads.size(); ++h) {
+    auto impl = c10::make_intrusive<c10::TensorImpl>(c10::Storage(all.storage()), all.key_set(), all.dtype());
+    const int64_t sizes[] = {batch, n, n};
+    const int64_t strides[] = {n * n, n, 1};
+    impl->set_sizes_and_strides(c10::IntArrayRef(sizes), c10::IntArrayRef(strides));
+    impl->set_storage_offset(static_cast<int64_t>(h) * perHead);
+    out.emplace_back(std::move(impl));
   }
   return out;
 }

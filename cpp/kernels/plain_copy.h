@@ -6,9 +6,10 @@
 // a select per head) to copy 100 KB. These paths allocate each result once and copy into it, with no
 // op dispatched; on other devices, or for layouts they do not cover, the kernels keep aten's ops.
 //
-// Guarantees: results are new contiguous tensors that do not require grad and share no memory with
-// the value (as value.detach().clone() or gather would give), of the value's dtype; the positions
-// are checked by the caller.
+// Guarantees: results are contiguous tensors that do not require grad and share no memory with the
+// value (as value.detach().clone() or gather would give), of the value's dtype; the heads of one
+// pattern share one allocation (each is a tensor of its own over its part), since a large malloc
+// costs about as much as copying the head; the positions are checked by the caller.
 #pragma once
 
 #include <torch/script.h>
@@ -29,7 +30,7 @@ bool PlainCopyable(const at::Tensor& value);
 // with `flattenRest`.
 at::Tensor GatherTokens(const at::Tensor& tokens, const std::vector<std::vector<int64_t>>& rows, bool iota, bool flattenRest = false);
 
-// For a pattern [B, H, Q, K] and one head: out[b, i, j] = pattern[b, head, rows[b][i], rows[b][j]], [B, n, n].
-at::Tensor GatherPatternHead(const at::Tensor& pattern, int64_t head, const std::vector<std::vector<int64_t>>& rows, bool iota);
+// For a pattern [B, H, Q, K], per head h of `heads`: out[b, i, j] = pattern[b, h, rows[b][i], rows[b][j]], [B, n, n].
+std::vector<at::Tensor> GatherPatternHeads(const at::Tensor& pattern, const std::vector<int64_t>& heads, const std::vector<std::vector<int64_t>>& rows, bool iota);
 
 }  // namespace easyroutine

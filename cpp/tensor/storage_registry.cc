@@ -29,6 +29,8 @@ void StorageRegistry::Adjust(int64_t delta, bool storageBytes) {
   }
 }
 
+int64_t StorageRegistry::BytesOf(const at::Tensor& tensor) { return Tracked(tensor) ? static_cast<int64_t>(tensor.storage().nbytes()) : 0; }
+
 void StorageRegistry::Retain(const at::Tensor& tensor) {
   if (!Tracked(tensor)) return;
   Entry& entry = entries_[KeyOf(tensor)];

@@ -21,6 +21,10 @@ class StorageRegistry : public std::enable_shared_from_this<StorageRegistry> {
   // A JS handle started or stopped holding `tensor`. Only CPU storages are counted.
   void Retain(const at::Tensor& tensor);
   void Release(const at::Tensor& tensor);
+  // Bytes a holder other than a handle keeps (a pack's slots), told to V8 as they are.
+  void Account(int64_t delta) { Adjust(delta); }
+  // What Retain would count for `tensor` alone: its CPU storage's bytes, else 0.
+  static int64_t BytesOf(const at::Tensor& tensor);
 
   struct View {
     Napi::ArrayBuffer buffer;

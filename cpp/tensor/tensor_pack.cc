@@ -29,33 +29,39 @@ TensorPack::TensorPack(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
 }
 
 TensorPack::~TensorPack() {
-  for (at::Tensor& slot : slots_) Empty(slot);
+  int64_t freed = 0;
+  for (Slot& slot : slots_) freed += Empty(slot);
+  storages_->Account(-freed);
   storages_->HandleFinalized();
 }
 
 Napi::Object TensorPack::New(Napi::Env env) { return AddonState::Get(env).tensorPackConstructor.New({}); }
 
 bool TensorPack::Unused() const {
-  for (const at::Tensor& slot : slots_) {
-    if (slot.defined()) return false;
+  for (const Slot& slot : slots_) {
+    if (slot.tensor.defined()) return false;
   }
   return true;
 }
 
-uint32_t TensorPack::Add(at::Tensor tensor) {
-  // counted as external memory like a handle's tensor, so unread results still press on GC
-  storages_->Retain(tensor);
-  slots_.push_back(std::move(tensor));
-  return static_cast<uint32_t>(slots_.size() - 1);
+void TensorPack::AddAll(std::vector<at::Tensor> tensors) {
+  int64_t added = 0;
+  for (at::Tensor& tensor : tensors) {
+    const int64_t bytes = StorageRegistry::BytesOf(tensor);
+    added += bytes;
+    slots_.push_back({std::move(tensor), bytes});
+  }
+  storages_->Account(added);
 }
 
-void TensorPack::Empty(at::Tensor& slot) {
-  if (!slot.defined()) return;
-  storages_->Release(slot);
-  slot = at::Tensor();
+int64_t TensorPack::Empty(Slot& slot) {
+  const int64_t bytes = slot.tensor.defined() ? slot.bytes : 0;
+  slot.tensor = at::Tensor();
+  slot.bytes = 0;
+  return bytes;
 }
 
-at::Tensor& TensorPack::Slot(const Napi::CallbackInfo& info, const char* method) {
+TensorPack::Slot& TensorPack::SlotAt(const Napi::CallbackInfo& info, const char* method) {
   if (info.Length() < 1 || !info[0].IsNumber()) throw TypedError(ErrorKind::InvalidArgument, std::string("TensorPack.") + method + ": expected a slot number");
   double slot = info[0].As<Napi::Number>().DoubleValue();
   if (!(slot >= 0 && slot < static_cast<double>(slots_.size())) || slot != static_cast<double>(static_cast<uint32_t>(slot))) {
@@ -67,10 +73,11 @@ at::Tensor& TensorPack::Slot(const Napi::CallbackInfo& info, const char* method)
 Napi::Value TensorPack::Take(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::InvalidArgument, "TensorPack.take", [&]() -> Napi::Value {
-    at::Tensor& slot = Slot(info, "take");
-    if (!slot.defined()) throw TypedError(ErrorKind::Disposed, "TensorPack.take: the slot was already taken or released");
-    Napi::Object handle = TensorHandle::Wrap(env, slot);
-    Empty(slot);
+    Slot& slot = SlotAt(info, "take");
+    if (!slot.tensor.defined()) throw TypedError(ErrorKind::Disposed, "TensorPack.take: the slot was already taken or released");
+    // the handle counts the storage from now on
+    Napi::Object handle = TensorHandle::Wrap(env, slot.tensor);
+    storages_->Account(-Empty(slot));
     return handle;
   });
 }
@@ -78,7 +85,7 @@ Napi::Value TensorPack::Take(const Napi::CallbackInfo& info) {
 Napi::Value TensorPack::Release(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return Guarded(env, ErrorKind::InvalidArgument, "TensorPack.release", [&]() -> Napi::Value {
-    Empty(Slot(info, "release"));
+    storages_->Account(-Empty(SlotAt(info, "release")));
     return env.Undefined();
   });
 }
@@ -92,7 +99,9 @@ Napi::Value TensorPack::ReleaseRange(const Napi::CallbackInfo& info) {
         end != static_cast<double>(static_cast<uint32_t>(end))) {
       throw TypedError(ErrorKind::InvalidArgument, "TensorPack.releaseRange: [" + std::to_string(start) + ", " + std::to_string(end) + ") is not a range of the " + std::to_string(slots_.size()) + " slots");
     }
-    for (size_t slot = static_cast<size_t>(start); slot < static_cast<size_t>(end); ++slot) Empty(slots_[slot]);
+    int64_t freed = 0;
+    for (size_t slot = static_cast<size_t>(start); slot < static_cast<size_t>(end); ++slot) freed += Empty(slots_[slot]);
+    storages_->Account(-freed);
     return env.Undefined();
   });
 }

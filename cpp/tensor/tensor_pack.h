@@ -26,16 +26,24 @@ class TensorPack : public Napi::ObjectWrap<TensorPack> {
   explicit TensorPack(const Napi::CallbackInfo& info);
   ~TensorPack() override;
 
-  // Holds `tensor` in a new slot and returns the slot's number.
-  uint32_t Add(at::Tensor tensor);
+  // Holds `tensors` in new slots, in order. They count as external memory like handles' tensors, so
+  // unread results still press on GC: each slot its storage's bytes, told to V8 once for all (a
+  // kernel's results are new tensors; were two slots to share a storage, V8 would see it twice until
+  // they are read or released).
+  void AddAll(std::vector<at::Tensor> tensors);
   // Whether every slot was taken or released: no JS object refers to a slot any more, so the pack
   // can serve again (Clear()) instead of a new one (a JS object, and a finalizer, per forward).
   bool Unused() const;
   void Clear() { slots_.clear(); }
 
  private:
-  at::Tensor& Slot(const Napi::CallbackInfo& info, const char* method);
-  void Empty(at::Tensor& slot);
+  struct Slot {
+    at::Tensor tensor;
+    int64_t bytes = 0;  // counted for V8 while the slot holds the tensor
+  };
+  Slot& SlotAt(const Napi::CallbackInfo& info, const char* method);
+  // Empties `slot`; returns the bytes it had counted, for the caller to tell V8.
+  static int64_t Empty(Slot& slot);
 
   // take(slot): the slot's tensor as a NativeTensor; the slot is emptied.
   Napi::Value Take(const Napi::CallbackInfo& info);
@@ -45,7 +53,7 @@ class TensorPack : public Napi::ObjectWrap<TensorPack> {
   // all its results at once, and they sit in the pack one after the other).
   Napi::Value ReleaseRange(const Napi::CallbackInfo& info);
 
-  std::vector<at::Tensor> slots_;
+  std::vector<Slot> slots_;
   std::shared_ptr<StorageRegistry> storages_;
 };
 

@@ -124,7 +124,10 @@ export function cacheKeyGroup(key: string): string {
 /** Keys and values of an extraction; see the module documentation. */
 export class ActivationCache implements Iterable<[string, CacheValue]>, Disposable {
   #values = new Map<string, CacheValue>();
+  // Descriptions by key. A forward's cache starts with its plan's, shared and read-only until this
+  // cache changes one (a Map per forward, filled key by key, cost more than the rest of the cache).
   #info = new Map<string, string>();
+  #infoShared = false;
   // the defaults until one is registered or removed (a forward makes a cache; most never change them)
   #aggregations: ReadonlyMap<string, Aggregation> = DEFAULT_AGGREGATIONS;
   #deferred: ActivationCache[] | undefined;
@@ -168,13 +171,13 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
   /** Stores a value with a description of its shape or meaning, e.g. `[batch, position, d_model]`. */
   addWithInfo(key: string, value: CacheValue, info: string): this {
     this.#values.set(key, value);
-    this.#info.set(key, info);
+    if (!this.#infoShared || this.#info.get(key) !== info) this.#ownInfo().set(key, info);
     return this;
   }
 
   /** The description given to {@link ActivationCache.addWithInfo}. */
   info(key: string): string | undefined {
-    return this.#info.get(key);
+    return this.#values.has(key) ? this.#info.get(key) : undefined;
   }
 
   /** Whether `key` is in the cache. */
@@ -184,7 +187,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Removes `key` and its info, without disposing its tensors; whether it was there. */
   delete(key: string): boolean {
-    this.#info.delete(key);
+    if (this.#info.has(key)) this.#ownInfo().delete(key);
     return this.#values.delete(key);
   }
 
@@ -221,7 +224,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
       if (key === METADATA_KEY && isPlainObject(value)) this.addMetadata(value as Record<string, unknown>);
       else this.#values.set(key, value);
     }
-    if (other instanceof ActivationCache) for (const [key, info] of other.#info) this.#info.set(key, info);
+    if (other instanceof ActivationCache) for (const [key, info] of other.#info) if (other.#values.has(key)) this.#ownInfo().set(key, info);
     return this;
   }
 
@@ -387,7 +390,25 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     for (const value of this.#values.values()) if (value !== null && typeof value === 'object') gather(value);
     Tensor._disposeAll(tensors);
     this.#values.clear();
-    this.#info.clear();
+    this.#info = new Map();
+    this.#infoShared = false;
+  }
+
+  /**
+   * @internal Starts the descriptions from `infos` (an extraction plan's, for the keys it may add),
+   * shared until this cache changes one.
+   */
+  _shareInfo(infos: ReadonlyMap<string, string>): void {
+    this.#info = infos as Map<string, string>;
+    this.#infoShared = true;
+  }
+
+  #ownInfo(): Map<string, string> {
+    if (this.#infoShared) {
+      this.#info = new Map(this.#info);
+      this.#infoShared = false;
+    }
+    return this.#info;
   }
 
   /** Same as {@link ActivationCache.dispose}, for `using` declarations. */

@@ -34,6 +34,7 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   const { architecture: arch, decodeToken, ids, config, specs, perRow, groupSizes, positions, extraction } = record;
   const { leaf, collectors } = extraction;
   const cache = new ActivationCache();
+  cache._shareInfo(extraction.infos);
   // t[b, positions[b]] for every row b, by advanced indexing; the indices are made on first use
   let index: [rows: Tensor, columns: Tensor] | undefined;
   const atTargets = (t: Tensor) => t.index(...(index ??= [tensor(positions.map((_, b) => [b]), { dtype: 'int64' }), tensor(positions, { dtype: 'int64' })]));

@@ -28,6 +28,8 @@ export interface Extraction {
   collectors: Collector[];
   /** The collectors' kernels, taken together. */
   group: KernelGroup;
+  /** The descriptions of the keys the collectors add, which each forward's cache starts from. */
+  infos: ReadonlyMap<string, string>;
   hooks: [string, Hook][];
   /** `hooks` by point, for a forward with no other hooks (frozen, arrays too). */
   hookMap: Record<string, Hook[]>;
@@ -45,7 +47,8 @@ const EXTRACTION_CACHE_SIZE = 16;
  * A collector for a kernel whose tensors go under fixed keys, in order: keys and descriptions are
  * made once per plan, not per forward.
  */
-function fixedKeys(hook: NativeHook, entries: [key: string, info: string][]): Collector {
+function fixedKeys(hook: NativeHook, entries: [key: string, info: string][], infos: Map<string, string>): Collector {
+  for (const [key, info] of entries) infos.set(key, info);
   return {
     hook,
     collect: (cache, r, index) => {
@@ -60,6 +63,7 @@ export class ExtractionKernels {
   readonly #architecture: ArchitectureMapping;
   readonly #projections: OutputProjections;
   readonly #extractions = new Map<string, Extraction>();
+  #lastKey: string | undefined;
 
   readonly #pointNames: ReadonlySet<string>;
 
@@ -93,19 +97,25 @@ export class ExtractionKernels {
       for (const [, hook] of extraction.hooks) if (hook instanceof NativeHook) hook.reset();
     }
     this.#extractions.clear();
+    this.#lastKey = undefined;
   }
 
   /** The kernels for `config` at `target` (`key` names the pair), marked busy until {@link release}. */
   acquire(key: string, config: Readonly<ResolvedExtractionConfig>, target: Target): Extraction {
     const cached = this.#extractions.get(key);
     if (cached && !cached.busy) {
-      touch(this.#extractions, key, cached);
+      // a loop asks for the same plan each forward: it is already the most recent
+      if (this.#lastKey !== key) touch(this.#extractions, key, cached);
+      this.#lastKey = key;
       cached.busy = true;
       return cached;
     }
     const built = this.#build(config, target);
     built.busy = true;
-    if (!cached) remember(this.#extractions, key, built, EXTRACTION_CACHE_SIZE);
+    if (!cached) {
+      remember(this.#extractions, key, built, EXTRACTION_CACHE_SIZE);
+      this.#lastKey = key;
+    }
     return built;
   }
 
@@ -134,12 +144,13 @@ export class ExtractionKernels {
     this.#checkHeads(config);
     const groups = config.avg ? groupSizes : undefined;
     const collectors: Collector[] = [];
+    const infos = new Map<string, string>();
     const hooks: [string, Hook][] = [];
     const gradientSites: Extraction['gradientSites'] = [];
     const tokens = (key: string, point: string | undefined, what: string) => {
       if (!point) throw new InvalidArgumentError(`HookedModel: ${what} was not found in this architecture; pass it in the architecture overrides`);
       const hook = nativeHook('positions', { positions, groups, layout: 'tokens', avgOverExample: config.avgOverExample, sequenceLength: inputLength });
-      collectors.push(fixedKeys(hook, [[key, `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`]]));
+      collectors.push(fixedKeys(hook, [[key, `${point}: [batch, ${config.avg ? 'position group' : 'position'}, d]`]], infos));
       if (config.keepGradient) {
         // after the extraction at this point, so that the gradient is of the value it read
         const site = nativeHook('gradient_site');
@@ -174,7 +185,7 @@ export class ExtractionKernels {
         if (!flag) continue;
         const hook = nativeHook('positions', { positions, groups, layout: 'heads', avgOverExample: config.avgOverExample });
         const key = `${name}_L${i}`;
-        collectors.push(fixedKeys(hook, [[key, `${point}: [batch, position, heads * d_head]`]]));
+        collectors.push(fixedKeys(hook, [[key, `${point}: [batch, position, heads * d_head]`]], infos));
         hooks.push([point, hook]);
       }
       for (const [flag, name, point, kv] of [
@@ -214,7 +225,7 @@ export class ExtractionKernels {
         if (heads.length === 0) continue;
         const { weight, bias, layout } = this.#projections.of(i);
         const hook = nativeHook('project_heads', { positions, groups, avgOverExample: config.avgOverExample, weight: weight.native, layout, bias: name === 'head_out' || name === 'projected_value' ? bias?.native : undefined, heads, nHeads: arch.nHeads });
-        collectors.push(fixedKeys(hook, heads.map((head) => [`${name}_L${i}H${head}`, `${point} x W_O block: [batch, position, d_model]`])));
+        collectors.push(fixedKeys(hook, heads.map((head) => [`${name}_L${i}H${head}`, `${point} x W_O block: [batch, position, d_model]`]), infos));
         hooks.push([point, hook]);
       }
       const patternHeads = selectedHeads(config, i, arch.nHeads);
@@ -231,7 +242,7 @@ export class ExtractionKernels {
           sequenceLength: inputLength,
         });
         const info = rows && config.attnPatternAvg !== 'none' ? '[batch, row group, position group]' : '[batch, position, position]';
-        collectors.push(fixedKeys(hook, heads.map((head) => [`pattern_L${i}H${head}`, info])));
+        collectors.push(fixedKeys(hook, heads.map((head) => [`pattern_L${i}H${head}`, info]), infos));
         hooks.push([p.pattern, hook]);
       }
     });
@@ -258,7 +269,7 @@ export class ExtractionKernels {
       // the kernel then reads the target positions among those, or names the case. `avg` leaves the
       // logits per position, as easyroutine does (mapping_index says 'avg' for the activations)
       const hook = nativeHook('positions', { positions, layout: 'tokens', avgOverExample: config.avgOverExample, inputLength });
-      collectors.push(fixedKeys(hook, [['logits', '[batch, position, vocabulary]; from an output with fewer positions than the input, its last positions']]));
+      collectors.push(fixedKeys(hook, [['logits', '[batch, position, vocabulary]; from an output with fewer positions than the input, its last positions']], infos));
       hooks.push(['output', hook]);
     }
 
@@ -268,6 +279,6 @@ export class ExtractionKernels {
     // frozen: the model then finds its hook set by the map alone
     for (const list of Object.values(hookMap)) Object.freeze(list);
     Object.freeze(hookMap);
-    return { collectors, group: new KernelGroup(collectors.map((c) => c.hook.native)), hooks, hookMap, leaf, gradientSites, busy: false };
+    return { collectors, infos, group: new KernelGroup(collectors.map((c) => c.hook.native)), hooks, hookMap, leaf, gradientSites, busy: false };
   }
 }
