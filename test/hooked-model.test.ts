@@ -528,12 +528,33 @@ describe('predictions and string tokens', () => {
     expectThrows(() => HookedModel.load(fixture('gpt2_traced.pt')).toStringTokens([1]), InvalidArgumentError, /no tokenizer/);
   });
 
-  it('decodes each token once per tokenizer, and again with a new tokenizer', () => {
+  it('makes token_dict, target_tokens and mapping_index when first read, from the ids and specs as they were at the forward', () => {
     const other = HookedModel.load(fixture('gpt2_traced.pt'));
     const decoded: number[] = [];
     other.tokenizer = { decode: (tokens: number[]) => (decoded.push(...tokens), `a${tokens[0]}`) };
     other.forward(ids, { targetTokenPositions: ['all'] }).dispose();
-    other.forward(ids, { targetTokenPositions: ['all'] }).dispose();
+    expect(decoded).toEqual([]);
+    const input = tensor(ids, { dtype: 'int64' });
+    const specs: (string | [number, number])[] = [[1, 3], 'last'];
+    using cache = other.forward(input, { targetTokenPositions: specs });
+    (input.data as BigInt64Array).fill(0n);
+    specs[0] = [0, 1];
+    expect(cache.get('target_tokens')).toEqual({ '[1,3]': [`a${ids[0]![1]}`, `a${ids[0]![2]}`], last: [`a${ids[0]![7]}`] });
+    expect(cache.get('token_dict')).toEqual({ '[1,3]': [1, 2], last: [7] });
+    expect(cache.get('mapping_index')).toEqual({ '[1,3]': [0, 1], last: [2] });
+    expect(cache.keys().slice(-4)).toEqual(['mapping_index', 'token_dict', 'target_tokens', 'metadata']);
+    input.dispose();
+    other.dispose();
+  });
+
+  it('decodes each token once per tokenizer, and again with a new tokenizer', () => {
+    const other = HookedModel.load(fixture('gpt2_traced.pt'));
+    const decoded: number[] = [];
+    other.tokenizer = { decode: (tokens: number[]) => (decoded.push(...tokens), `a${tokens[0]}`) };
+    for (let i = 0; i < 2; i++) {
+      using cache = other.forward(ids, { targetTokenPositions: ['all'] });
+      cache.get('target_tokens');
+    }
     expect(decoded.sort((a, b) => a - b)).toEqual([...new Set(ids[0]!)].sort((a, b) => a - b));
     other.tokenizer = { decode: (tokens: number[]) => `b${tokens[0]}` };
     expect((other.forward(ids, { targetTokenPositions: ['last'] }).get('target_tokens') as Record<string, string[]>).last).toEqual([`b${ids[0]![7]}`]);

@@ -121,9 +121,17 @@ export function cacheKeyGroup(key: string): string {
   return key;
 }
 
+/** A value a cache computes when it is first read (see ActivationCache._setDeferred). */
+class Deferred {
+  constructor(readonly compute: () => CacheValue) {}
+}
+
 /** Keys and values of an extraction; see the module documentation. */
 export class ActivationCache implements Iterable<[string, CacheValue]>, Disposable {
-  #values = new Map<string, CacheValue>();
+  // Deferred: computed on first read (a forward's token_dict, target_tokens, mapping_index, which
+  // loops seldom read, cost it more than its tensors did)
+  #values = new Map<string, CacheValue | Deferred>();
+  #hasDeferred = false;
   // Descriptions by key. A forward's cache starts with its plan's, shared and read-only until this
   // cache changes one (a Map per forward, filled key by key, cost more than the rest of the cache).
   #info = new Map<string, string>();
@@ -150,12 +158,12 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** The value of `key`, or undefined. */
   get(key: string): CacheValue | undefined {
-    return this.#values.get(key);
+    return this.#read(key);
   }
 
   /** The tensor at `key`; throws an {@link InvalidArgumentError} when it is missing or not a tensor. */
   tensor(key: string): Tensor {
-    const value = this.#values.get(key);
+    const value = this.#read(key);
     if (!isTensor(value)) {
       throw new InvalidArgumentError(value === undefined ? `no key '${key}' in the cache (it has ${this.size} keys)` : `'${key}' holds a ${Array.isArray(value) ? 'list' : typeof value}, not a tensor`);
     }
@@ -198,12 +206,12 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** The values, in insertion order. */
   values(): CacheValue[] {
-    return [...this.#values.values()];
+    return [...this.#resolved().values()];
   }
 
   /** `[key, value]` pairs, in insertion order. */
   entries(): [string, CacheValue][] {
-    return [...this.#values.entries()];
+    return [...this.#resolved().entries()];
   }
 
   /** The number of keys. */
@@ -213,7 +221,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** Iterates `[key, value]` pairs, as a Map does (`for (const [key, value] of cache)`). */
   [Symbol.iterator](): Iterator<[string, CacheValue]> {
-    return this.#values.entries();
+    return this.#resolved().entries();
   }
 
   /** Sets every key of `other` (overwriting). */
@@ -341,7 +349,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
       if (isPlainObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, move(v)]));
       return value;
     };
-    for (const [key, value] of this.#values) out.#values.set(key, move(value));
+    for (const [key, value] of this.#resolved()) out.#values.set(key, move(value));
     out.#info = new Map(this.#info);
     out.#aggregations = this.#aggregations === DEFAULT_AGGREGATIONS ? DEFAULT_AGGREGATIONS : new Map(this.#aggregations);
     if (this.has(METADATA_KEY)) out.metadata = { ...this.metadata };
@@ -355,13 +363,13 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
 
   /** The bytes held by tensors, of one key or all, as text ("4.00 KB"). */
   memorySize(key?: string): string {
-    return formatBytes(key === undefined ? this.values().reduce((sum: number, v) => sum + nbytes(v), 0) : nbytes(this.#values.get(key)));
+    return formatBytes(key === undefined ? this.values().reduce((sum: number, v) => sum + nbytes(v), 0) : nbytes(this.#read(key)));
   }
 
   /** Bytes per key, or per group of keys (`resid_out_*` -> `resid_out`, `pattern_L1H*` -> `pattern_L1`). */
   memoryTree(grouped = false): Record<string, string> {
     const totals = new Map<string, number>();
-    for (const [key, value] of this.#values) {
+    for (const [key, value] of this.#resolved()) {
       const name = grouped ? cacheKeyGroup(key) : key;
       totals.set(name, (totals.get(name) ?? 0) + nbytes(value));
     }
@@ -387,11 +395,36 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
         }
       }
     };
-    for (const value of this.#values.values()) if (value !== null && typeof value === 'object') gather(value);
+    // a deferred value is plain data, never computed here
+    for (const value of this.#values.values()) if (value !== null && typeof value === 'object' && !(value instanceof Deferred)) gather(value);
     Tensor._disposeAll(tensors);
     this.#values.clear();
+    this.#hasDeferred = false;
     this.#info = new Map();
     this.#infoShared = false;
+  }
+
+  /** @internal `key` holds what `compute` returns, computed when first read (from plain data only). */
+  _setDeferred(key: string, compute: () => CacheValue): void {
+    this.#values.set(key, new Deferred(compute));
+    this.#hasDeferred = true;
+  }
+
+  #read(key: string): CacheValue | undefined {
+    const value = this.#values.get(key);
+    if (!(value instanceof Deferred)) return value;
+    const computed = value.compute();
+    this.#values.set(key, computed);
+    return computed;
+  }
+
+  /** The values, every deferred one computed. */
+  #resolved(): Map<string, CacheValue> {
+    if (this.#hasDeferred) {
+      for (const [key, value] of this.#values) if (value instanceof Deferred) this.#values.set(key, value.compute());
+      this.#hasDeferred = false;
+    }
+    return this.#values as Map<string, CacheValue>;
   }
 
   /**

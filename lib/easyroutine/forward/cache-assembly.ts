@@ -68,49 +68,49 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
     if (int64 !== ids) int64.dispose();
   }
   index?.forEach((t) => t.dispose());
-  let start = 0;
-  const mappingIndex: Record<string, number[] | string> = {};
-  specs.forEach((spec, i) => {
-    const count = config.avg ? 1 : groupSizes[i]!;
-    const indices = new Array<number>(count);
-    for (let j = 0; j < count; j++) indices[j] = start + j;
-    mappingIndex[typeof spec === 'string' ? spec : JSON.stringify(spec)] = indices;
-    start += count;
+  // mapping_index, token_dict and target_tokens are made when first read (extraction loops seldom
+  // read them, and making them cost more than the tensors), from copies of what they need: the
+  // caller may change its specs and ids after the forward
+  const names = specs.map((spec) => (typeof spec === 'string' ? spec : JSON.stringify(spec)));
+  const avg = config.avg;
+  cache._setDeferred('mapping_index', () => {
+    let start = 0;
+    const mappingIndex: Record<string, number[] | string> = {};
+    names.forEach((name, i) => {
+      const count = avg ? 1 : groupSizes[i]!;
+      mappingIndex[name] = Array.from({ length: count }, (_, j) => start + j);
+      start += count;
+    });
+    // easyroutine marks averaged indices so (the logits stay per position)
+    if (avg) mappingIndex['info'] = 'avg';
+    return mappingIndex;
   });
-  // easyroutine marks averaged indices so (the logits stay per position)
-  if (config.avg) mappingIndex['info'] = 'avg';
-  cache.set('mapping_index', mappingIndex);
   // token_dict: per spec, the positions row 0 resolved to, as easyroutine has it; target_tokens: the
   // tokens there (text with a tokenizer, else ids)
-  const idAt = firstRowIds(ids);
-  const tokenDict: Record<string, number[]> = {};
-  const targetTokens: Record<string, (string | number)[]> = {};
-  specs.forEach((spec, i) => {
-    const name = typeof spec === 'string' ? spec : JSON.stringify(spec);
-    const positions = perRow[0]![i]!;
-    const tokens = new Array<string | number>(positions.length);
-    for (let j = 0; j < positions.length; j++) {
-      const id = idAt(positions[j]!);
-      tokens[j] = decodeToken ? decodeToken(id) : id;
-    }
-    tokenDict[name] = positions.slice();
-    targetTokens[name] = tokens;
+  const rowPositions = perRow[0]!;
+  cache._setDeferred('token_dict', () => Object.fromEntries(names.map((name, i) => [name, rowPositions[i]!.slice()])));
+  const row = firstRow(ids);
+  cache._setDeferred('target_tokens', () => {
+    const idAt = idReader(row);
+    return Object.fromEntries(names.map((name, i) => [name, rowPositions[i]!.map((p) => (decodeToken ? decodeToken(idAt(p)) : idAt(p)))]));
   });
-  cache.set('token_dict', tokenDict);
-  cache.set('target_tokens', targetTokens);
   cache.addMetadata({ targetTokenPositions: specs, pivotPositions: record.pivotPositions ?? null, extractionConfig: config });
   return cache;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** A copy of row 0's token ids (the ids may change after the forward). */
+function firstRow(ids: Tensor): BigInt64Array {
+  const length = ids.shape[1] ?? 0;
+  return ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array).slice(0, length) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+}
+
 /**
- * Row 0's token id at a position (row 0 is the ids' start, read in place when they are a contiguous
- * int64 CPU tensor). An id that fits 32 bits is read as its low word: reading a BigInt64Array element
- * allocates a BigInt, and a cache reads every target position.
+ * The token id at a position of `values`. An id that fits 32 bits is read as its low word: reading a
+ * BigInt64Array element allocates a BigInt.
  */
-function firstRowIds(ids: Tensor): (position: number) => number {
-  const values = ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+function idReader(values: BigInt64Array): (position: number) => number {
   if (!LITTLE_ENDIAN) return (p) => Number(values[p]!);
   const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
   return (p) => (words[2 * p + 1] === 0 ? words[2 * p]! : Number(values[p]!));
