@@ -60,13 +60,17 @@ std::vector<int64_t> Sizes(const Napi::Value& value, const char* what) {
 // What every forward checks about a kernel's fixed positions, worked out once: their range, and
 // whether each row is 0 .. n - 1 (a whole value then is one copy).
 struct RowFacts {
+  int64_t count = 0;  // positions per row
   int64_t lowest = 0;
   int64_t highest = -1;
   bool iota = true;
+  // Whether every row selects 0 .. length - 1 in order: the selection is then the whole value.
+  bool SelectsAll(int64_t length) const { return iota && count == length; }
 };
 
 RowFacts FactsOf(const std::vector<std::vector<int64_t>>& rows) {
   RowFacts facts;
+  facts.count = rows.empty() ? 0 : static_cast<int64_t>(rows[0].size());
   bool first = true;
   for (const auto& row : rows) {
     for (size_t i = 0; i < row.size(); ++i) {
@@ -115,17 +119,6 @@ void CheckSequenceLength(int64_t found, int64_t sequenceLength, const HookPoint&
   throw TypedError(ErrorKind::Shape, "'" + point.name + "' has " + std::to_string(found) + " " + what + " where the input has " + std::to_string(sequenceLength) +
                                          ": this model's sequence is not its input's (it adds positions of its own), so token positions do not address it; hook '" +
                                          point.name + "' itself");
-}
-
-// Whether every row selects 0 .. length - 1 in order: the selection is then the whole value.
-bool SelectsAll(const std::vector<std::vector<int64_t>>& rows, int64_t length) {
-  for (const auto& row : rows) {
-    if (static_cast<int64_t>(row.size()) != length) return false;
-    for (int64_t i = 0; i < length; ++i) {
-      if (row[i] != i) return false;
-    }
-  }
-  return true;
 }
 
 // The [B, n] index tensor of a kernel's fixed positions, built once per batch size and device (each
@@ -227,7 +220,7 @@ class PositionsKernel : public HookKernel, public CollectingKernel {
       if (flatten) tokens = tokens.reshape({value.size(0), value.size(2), value.size(1) * value.size(3)});
       if (endAligned) {
         out = GatherPositions(tokens, IndexTensor(EndAligned(tokens.size(1), point), tokens.size(0), tokens.size(1), point, tokens.device()));
-      } else if (SelectsAll(rows_, tokens.size(1))) {
+      } else if (facts_.SelectsAll(tokens.size(1))) {
         out = tokens.detach().clone();
       } else {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -341,7 +334,7 @@ class PatternKernel : public HookKernel, public CollectingKernel {
       // the same with aten's ops (other devices): every head at once, then one view per head
       at::Tensor picked = static_cast<int64_t>(heads.size()) == value.size(1) ? pattern
                           : pattern.index_select(1, torch::tensor(heads, torch::kInt64).to(pattern.device()));
-      if (!SelectsAll(columns_, pattern.size(2)) || pattern.size(2) != pattern.size(3)) {
+      if (!columnFacts_.SelectsAll(pattern.size(2)) || pattern.size(2) != pattern.size(3)) {
         std::lock_guard<std::mutex> lock(mutex_);
         const at::Tensor& rowIndex = rowIndex_.Get(columns_, batch, pattern.size(2), point, pattern.device());
         const at::Tensor& colIndex = colIndex_.Get(columns_, batch, pattern.size(3), point, pattern.device());

@@ -126,6 +126,13 @@ export class Tensor implements Disposable {
     this.#forgetHandle();
   }
 
+  /** Disposed while still in its pack, whose slot the caller released. */
+  #leavePack(): void {
+    this.#forgetHandle();
+    this.#pack = undefined;
+    this.#handle = disposedHandle;
+  }
+
   #forgetHandle(): void {
     this.#data = undefined;
     this.#shape = undefined;
@@ -289,13 +296,12 @@ export class Tensor implements Disposable {
 
   /** Releases this handle's reference to the tensor now. Views and `data` arrays stay valid. */
   dispose(): void {
-    this.#forgetHandle();
     if (this.#pack) {
       this.#pack.release(this.#slot);
-      this.#pack = undefined;
-      this.#handle = disposedHandle;
+      this.#leavePack();
       return;
     }
+    this.#forgetHandle();
     registry.unregister(this);
     this.#handle!.dispose();
   }
@@ -322,9 +328,7 @@ export class Tensor implements Disposable {
         start = tensor.#slot;
       }
       end = tensor.#slot + 1;
-      tensor.#forgetHandle();
-      tensor.#pack = undefined;
-      tensor.#handle = disposedHandle;
+      tensor.#leavePack();
     }
     if (pack) pack.releaseRange(start, end);
   }

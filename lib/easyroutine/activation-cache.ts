@@ -382,18 +382,13 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
    */
   dispose(): void {
     const tensors: Tensor[] = [];
-    // primitives (most of mapping_index, token_dict, the metadata) are skipped without a call
+    // primitives (most of the metadata's values) are skipped without a call
     const gather = (value: object) => {
       if (isTensor(value)) {
         tensors.push(value);
-      } else if (Array.isArray(value)) {
-        for (const item of value) if (item !== null && typeof item === 'object') gather(item);
-      } else {
-        for (const key in value) {
-          const item = (value as Record<string, unknown>)[key];
-          if (item !== null && typeof item === 'object') gather(item);
-        }
+        return;
       }
+      for (const item of Array.isArray(value) ? value : Object.values(value)) if (item !== null && typeof item === 'object') gather(item);
     };
     // a deferred value is plain data, never computed here
     for (const value of this.#values.values()) if (value !== null && typeof value === 'object' && !(value instanceof Deferred)) gather(value);
