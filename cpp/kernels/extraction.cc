@@ -178,6 +178,30 @@ at::Tensor GroupMeans(const at::Tensor& value, const std::vector<int64_t>& group
   return at::cat(means, 1);
 }
 
+// A kernel whose results are one tensor per head: [[head, tensor], ...] for JS, the tensors in head
+// order for a KernelGroup.
+class HeadResultsKernel : public HookKernel, public CollectingKernel {
+ public:
+  Napi::Value Results(ResultWriter& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return HeadResults(out, results_);
+  }
+
+  void Collect(std::vector<at::Tensor>& out) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& [head, tensor] : results_) out.push_back(tensor.contiguous());
+  }
+
+  void Reset() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    results_.clear();
+  }
+
+ protected:
+  std::mutex mutex_;
+  std::vector<std::pair<int64_t, at::Tensor>> results_;
+};
+
 class PositionsKernel : public HookKernel, public CollectingKernel {
  public:
   // `inputLength` > 0: the positions are those of an input of that length, and a value with fewer
@@ -297,7 +321,7 @@ class PositionsKernel : public HookKernel, public CollectingKernel {
   at::Tensor result_;
 };
 
-class PatternKernel : public HookKernel, public CollectingKernel {
+class PatternKernel : public HeadResultsKernel {
  public:
   PatternKernel(std::vector<std::vector<int64_t>> columns, std::vector<int64_t> columnGroups, std::vector<std::vector<int64_t>> rows,
                 std::vector<int64_t> rowGroups, std::vector<int64_t> offsets, std::vector<int64_t> heads, std::string reduction, bool runningMean,
@@ -403,21 +427,6 @@ class PatternKernel : public HookKernel, public CollectingKernel {
     return {};
   }
 
-  // [[head, tensor], ...]
-  Napi::Value Results(ResultWriter& out) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return HeadResults(out, results_);
-  }
-
-  void Collect(std::vector<at::Tensor>& out) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& [head, tensor] : results_) out.push_back(tensor.contiguous());
-  }
-
-  void Reset() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    results_.clear();
-  }
 
  private:
   std::vector<std::vector<int64_t>> columns_;
@@ -431,9 +440,7 @@ class PatternKernel : public HookKernel, public CollectingKernel {
   bool runningMean_;
   int64_t sequenceLength_;
   int64_t batches_ = 0;
-  std::mutex mutex_;
   CachedIndex rowIndex_, colIndex_;
-  std::vector<std::pair<int64_t, at::Tensor>> results_;
 };
 
 void PatternKernel::Configure(Napi::Env, const Napi::Object& options) {
@@ -495,7 +502,7 @@ class StatisticsKernel : public HookKernel, public CollectingKernel {
 // its block of the output projection W_O ([d_model, H * d_head]): the head's contribution to the
 // residual stream. With a bias, each head adds b_O / H, so the heads sum to the attention output
 // (easyroutine added b_O // H, an integer division).
-class ProjectHeadsKernel : public HookKernel, public CollectingKernel {
+class ProjectHeadsKernel : public HeadResultsKernel {
  public:
   ProjectHeadsKernel(std::vector<std::vector<int64_t>> rows, std::vector<int64_t> groups, bool avgOverExample, at::Tensor weight, at::Tensor bias,
                      std::vector<int64_t> heads, int64_t nHeads)
@@ -527,20 +534,6 @@ class ProjectHeadsKernel : public HookKernel, public CollectingKernel {
     return {};
   }
 
-  Napi::Value Results(ResultWriter& out) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return HeadResults(out, results_);
-  }
-
-  void Collect(std::vector<at::Tensor>& out) override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& [head, tensor] : results_) out.push_back(tensor.contiguous());
-  }
-
-  void Reset() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    results_.clear();
-  }
 
  private:
   std::vector<std::vector<int64_t>> rows_;
@@ -549,8 +542,6 @@ class ProjectHeadsKernel : public HookKernel, public CollectingKernel {
   at::Tensor weight_, bias_;
   std::vector<int64_t> heads_;
   int64_t nHeads_;
-  std::mutex mutex_;
-  std::vector<std::pair<int64_t, at::Tensor>> results_;
 };
 
 // input_embedding_hook with keep_gradient: the value becomes a leaf that requires grad, so gradients
