@@ -55,7 +55,7 @@ void TensorPack::AddAll(std::vector<at::Tensor> tensors) {
 }
 
 int64_t TensorPack::Empty(Slot& slot) {
-  const int64_t bytes = slot.tensor.defined() ? slot.bytes : 0;
+  const int64_t bytes = slot.bytes;  // 0 once emptied
   slot.tensor = at::Tensor();
   slot.bytes = 0;
   return bytes;
