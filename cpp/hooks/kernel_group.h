@@ -1,8 +1,9 @@
 // The extraction kernels of one HookedModel plan, held together so that a forward takes all their
 // results with one call: each kernel's tensors go into a TensorPack, in order, and how many each
-// gave into a counts array JS keeps with the group; each kernel is then reset for the next forward.
-// No JS value is made per result (one Node-API call costs a tenth of a microsecond, a handle
-// several): JS knows what each kernel gives, in which order (CollectingKernel).
+// gave into the counts array JS handed the group when making it; each kernel is then reset for the
+// next forward. No JS value is made per result, and take() reads no argument (one Node-API call
+// costs a tenth of a microsecond, a handle several, and every check of an argument some more): JS
+// knows what each kernel gives, in which order (CollectingKernel).
 //
 // Guarantees: take() either fills a pack and every count, or throws before touching a kernel; a pack
 // serves again only when no JS object refers to any of its slots.
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "hooks/hook_kernel.h"
+#include "tensor/tensor_pack.h"
 
 namespace easyroutine {
 
@@ -21,13 +23,13 @@ class KernelGroup : public Napi::ObjectWrap<KernelGroup> {
  public:
   static Napi::Function Define(Napi::Env env);
 
-  // new NativeKernelGroup(kernels: NativeKernel[]): each must be a CollectingKernel.
+  // new NativeKernelGroup(kernels: NativeKernel[], counts: Int32Array): each kernel must be a
+  // CollectingKernel; counts has an entry per kernel, and take() writes into it.
   explicit KernelGroup(const Napi::CallbackInfo& info);
 
  private:
-  // take(last: NativeTensorPack | undefined, counts: Int32Array) -> NativeTensorPack: the kernels'
-  // tensors in a pack, counts[i] of kernel i. The pack is `last` (the previous forward's) when none
-  // of its slots is in use any more, else a new one.
+  // take() -> NativeTensorPack: the kernels' tensors in a pack, counts[i] of kernel i. The pack is
+  // the previous take's when none of its slots is in use any more, else a new one.
   Napi::Value Take(const Napi::CallbackInfo& info);
 
   struct Member {
@@ -35,6 +37,11 @@ class KernelGroup : public Napi::ObjectWrap<KernelGroup> {
     CollectingKernel* collecting;  // the same object
   };
   std::vector<Member> members_;
+  // The reference keeps the array, and so its buffer, alive; JS keeps it private (never transferred).
+  Napi::Reference<Napi::Int32Array> countsArray_;
+  int32_t* counts_ = nullptr;
+  Napi::ObjectReference lastPack_;
+  TensorPack* last_ = nullptr;  // lastPack_'s
 };
 
 }  // namespace easyroutine

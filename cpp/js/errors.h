@@ -51,9 +51,10 @@ std::string RootCause(const std::string& message);
 std::string CompilationMessage(const torch::jit::ErrorReport& report);
 
 // Runs `body`, turning C++ failures into JS exceptions. Torch errors become `fallback` (an
-// out-of-range index becomes Index) with `context` prefixed to say which call failed.
+// out-of-range index becomes Index) with `context` prefixed to say which call failed. `context` is a
+// C string: every call into the addon passes through here, and a std::string would be made each time.
 template <typename F>
-auto Guarded(Napi::Env env, ErrorKind fallback, const std::string& context, F&& body) -> decltype(body()) {
+auto Guarded(Napi::Env env, ErrorKind fallback, const char* context, F&& body) -> decltype(body()) {
   try {
     return body();
   } catch (const Napi::Error&) {
@@ -61,13 +62,13 @@ auto Guarded(Napi::Env env, ErrorKind fallback, const std::string& context, F&& 
   } catch (const TypedError& e) {
     throw MakeError(env, e.kind(), e.what());
   } catch (const torch::jit::ErrorReport& e) {
-    throw MakeError(env, fallback, context + ": " + RootCause(CompilationMessage(e)));
+    throw MakeError(env, fallback, std::string(context) + ": " + RootCause(CompilationMessage(e)));
   } catch (const c10::IndexError& e) {
-    throw MakeError(env, ErrorKind::Index, context + ": " + RootCause(e), e.what_without_backtrace());
+    throw MakeError(env, ErrorKind::Index, std::string(context) + ": " + RootCause(e), e.what_without_backtrace());
   } catch (const c10::Error& e) {
-    throw MakeError(env, fallback, context + ": " + RootCause(e), e.what_without_backtrace());
+    throw MakeError(env, fallback, std::string(context) + ": " + RootCause(e), e.what_without_backtrace());
   } catch (const std::exception& e) {
-    throw MakeError(env, fallback, context + ": " + RootCause(std::string(e.what())), e.what());
+    throw MakeError(env, fallback, std::string(context) + ": " + RootCause(std::string(e.what())), e.what());
   }
 }
 

@@ -80,10 +80,11 @@ export interface NativeKernel {
 /** Extraction kernels whose results one call takes into a pack (see cpp/hooks/kernel_group.h). */
 export interface NativeKernelGroup {
   /**
-   * Each kernel's tensors into a pack, in order, `counts[i]` of kernel i; each kernel is reset. The
-   * pack is `last` when none of its slots is in use any more, else a new one.
+   * Each kernel's tensors into a pack, in order, `counts[i]` of kernel i (the array given at
+   * construction); each kernel is reset. The pack is the previous take's when none of its slots is
+   * in use any more, else a new one.
    */
-  take(last: NativeTensorPack | undefined, counts: Int32Array): NativeTensorPack;
+  take(): NativeTensorPack;
 }
 
 export interface NativeHookPoint {
@@ -142,7 +143,7 @@ export interface NativeBinding {
   NativeKernel: abstract new (...args: never[]) => NativeKernel;
   NativeTensorPack: new () => NativeTensorPack;
   NativeHookSet: abstract new (...args: never[]) => NativeHookSet;
-  NativeKernelGroup: new (kernels: NativeKernel[]) => NativeKernelGroup;
+  NativeKernelGroup: new (kernels: NativeKernel[], counts: Int32Array) => NativeKernelGroup;
   createKernel(name: string, options: Record<string, unknown>): NativeKernel;
   kernelNames(): Record<string, string>;
   setErrorClasses(classes: typeof errorClasses): void;

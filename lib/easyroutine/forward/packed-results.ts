@@ -12,20 +12,17 @@ import { Tensor } from '../../core/tensor';
 /** The kernels of an extraction, taken together (made once per plan). */
 export class KernelGroup {
   readonly #group: NativeKernelGroup;
+  // written by each take (the group keeps it)
   readonly #counts: Int32Array;
-  // the previous forward's pack, which serves again once its results are all disposed or read
-  #last: NativeTensorPack | undefined;
 
   constructor(kernels: NativeKernel[]) {
-    this.#group = new native.NativeKernelGroup(kernels);
     this.#counts = new Int32Array(kernels.length);
+    this.#group = new native.NativeKernelGroup(kernels, this.#counts);
   }
 
   /** Takes what the kernels collected in the forward that just ran. */
   take(): PackedResults {
-    const pack = this.#group.take(this.#last, this.#counts);
-    this.#last = pack;
-    return new PackedResults(pack, this.#counts);
+    return new PackedResults(this.#group.take(), this.#counts);
   }
 }
 
