@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ActivationCache, cacheKeyGroup, formatBytes, InvalidArgumentError, tensor, type Tensor } from '../lib/index';
+import { ActivationCache, cacheKeyGroup, extractionConfig, formatBytes, InvalidArgumentError, tensor, type Tensor } from '../lib/index';
 import { expectThrows, numbers, root } from './helpers';
 
 function batch(offset: number): ActivationCache {
@@ -87,6 +87,26 @@ describe('ActivationCache', () => {
     expectThrows(() => (a.metadata = [] as never), InvalidArgumentError, /metadata must be a plain object, got an array/);
     // a cache nobody described has no metadata key
     expect(batch(0).has('metadata')).toBe(false);
+  });
+
+  it('dispose releases every tensor it holds, nested ones and the metadata\'s too, and leaves the cache empty and usable', () => {
+    const cache = new ActivationCache();
+    const top = tensor([1]);
+    const inList = tensor([2]);
+    const inObject = tensor([3]);
+    const inMetadata = tensor([4]);
+    const config = extractionConfig({ extractResidOut: true });
+    cache.addWithInfo('resid_out_0', top, '[batch, d]');
+    cache.set('list', [inList, 5, 'text']);
+    cache.set('stats', { mean: inObject, label: 'x' });
+    cache.metadata = { extractionConfig: config, deep: { tensors: [inMetadata] } };
+    cache.dispose();
+    expect([top, inList, inObject, inMetadata].map((t) => t.disposed)).toEqual([true, true, true, true]);
+    expect(cache.size).toBe(0);
+    expect(cache.info('resid_out_0')).toBeUndefined();
+    expect(extractionConfig(config)).toBe(config);
+    cache.addWithInfo('resid_out_0', tensor([6]), '[batch, position, d]');
+    expect(cache.info('resid_out_0')).toBe('[batch, position, d]');
   });
 
   it('cat takes only an ActivationCache', () => {

@@ -32,6 +32,18 @@ describe('ExtractionConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('is frozen plain data all the way down: the caller changing its own heads and ranges later changes nothing', () => {
+    const heads = [{ layer: 1, head: 2 }];
+    const range: [number, number] = [0, 3];
+    const config = extractionConfig({ attnHeads: heads, attnPatternRowPositions: ['last', range] });
+    heads[0]!.head = 0;
+    range[1] = 1;
+    expect(config.attnHeads).toEqual([{ layer: 1, head: 2 }]);
+    expect(config.attnPatternRowPositions).toEqual(['last', [0, 3]]);
+    const nested = [config.attnHeads, (config.attnHeads as object[])[0], config.attnPatternRowPositions, config.attnPatternRowPositions![1]];
+    expect(nested.every((value) => Object.isFrozen(value))).toBe(true);
+  });
+
   it('takes a Python name for what it means in easyroutine: avg_over_example is the running mean of patterns', () => {
     expect(extractionConfig({ avg_over_example: true })).toMatchObject({ extractAvgAttnPattern: true, avgOverExample: false });
     expect(extractionConfig({ avgOverExample: true })).toMatchObject({ extractAvgAttnPattern: false, avgOverExample: true });

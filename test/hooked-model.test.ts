@@ -547,6 +547,17 @@ describe('predictions and string tokens', () => {
     other.dispose();
   });
 
+  it('target_tokens reads row 0 of any ids tensor: int32, and a row of a larger batch', () => {
+    const other = HookedModel.load(fixture('gpt2_traced.pt'));
+    const two = [ids[0]!, [...ids[0]!].reverse()];
+    for (const input of [tensor(ids, { dtype: 'int32' }), tensor(two, { dtype: 'int64' })]) {
+      using cache = other.forward(input, { targetTokenPositions: ['all'] });
+      expect(cache.get('target_tokens')).toEqual({ all: ids[0] });
+      input.dispose();
+    }
+    other.dispose();
+  });
+
   it('decodes each token once per tokenizer, and again with a new tokenizer', () => {
     const other = HookedModel.load(fixture('gpt2_traced.pt'));
     const decoded: number[] = [];

@@ -141,8 +141,6 @@ export interface NativeHookSpec {
   context?: HookContext;
 }
 
-const adapted = new WeakMap<HookFunction, NonNullable<NativeHookSpec['fn']>>();
-
 function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'object') return (value as object).constructor?.name ?? 'an object';
@@ -155,21 +153,20 @@ export function toNativeSpec(point: string, hook: Hook, context: HookContext | u
   if (typeof hook !== 'function') {
     throw new InvalidArgumentError(`hook on '${point}' must be a function or a NativeHook (nativeHook()), got ${describe(hook)}`);
   }
-  let fn = adapted.get(hook);
-  if (!fn) {
-    fn = (value, ctx) => {
-      const borrowed = new Tensor(value, false);
-      try {
-        const result = hook(borrowed, ctx);
-        if (result === undefined) return undefined;
-        if (result instanceof Tensor) return result.native;
-        const what = result !== null && typeof (result as { then?: unknown }).then === 'function' ? 'a Promise (hooks must be synchronous)' : describe(result);
-        throw new InvalidArgumentError(`hook on '${ctx.name}' returned ${what}; return a Tensor to replace the value, or nothing to keep it`);
-      } finally {
-        borrowed._revokeBorrowed(ctx.name);
-      }
-    };
-    adapted.set(hook, fn);
-  }
+  // One adapter per hook and point, made when the hook set is built: it knows the point's stand-in
+  // for expired values without looking it up on every call.
+  let expiry: NativeTensor | undefined;
+  const fn: NonNullable<NativeHookSpec['fn']> = (value, ctx) => {
+    const borrowed = new Tensor(value, false);
+    try {
+      const result = hook(borrowed, ctx);
+      if (result === undefined) return undefined;
+      if (result instanceof Tensor) return result.native;
+      const what = result !== null && typeof (result as { then?: unknown }).then === 'function' ? 'a Promise (hooks must be synchronous)' : describe(result);
+      throw new InvalidArgumentError(`hook on '${point}' returned ${what}; return a Tensor to replace the value, or nothing to keep it`);
+    } finally {
+      borrowed._revokeBorrowed((expiry ??= Tensor._borrowedExpiry(point)));
+    }
+  };
   return { point, fn, context };
 }

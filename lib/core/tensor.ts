@@ -116,14 +116,19 @@ export class Tensor implements Disposable {
   }
 
   /**
-   * @internal Ends the life of a hook's borrowed value at `point`: every later use throws a
-   * DisposedError saying so. The addon reuses the native handle of a hook's value for the next call;
+   * @internal Ends the life of a hook's borrowed value: `expiry` ({@link Tensor._borrowedExpiry} of
+   * its point) makes every later use throw a DisposedError saying so. The addon reuses the native handle of a hook's value for the next call;
    * this wrapper must not follow it there.
    */
-  _revokeBorrowed(point: string): void {
+  _revokeBorrowed(expiry: NativeTensor): void {
     this.#pack = undefined;
-    this.#handle = borrowedExpiry(point);
+    this.#handle = expiry;
     this.#forgetHandle();
+  }
+
+  /** @internal The stand-in that {@link Tensor._revokeBorrowed} puts in a hook's value at `point`. */
+  static _borrowedExpiry(point: string): NativeTensor {
+    return borrowedExpiry(point);
   }
 
   /** Disposed while still in its pack, whose slot the caller released. */

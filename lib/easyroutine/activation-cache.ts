@@ -19,6 +19,7 @@
  */
 import { InvalidArgumentError, describeValue } from '../core/errors';
 import { Tensor, cat, stack, type DType, type Device } from '../core/tensor';
+import { isResolvedExtractionConfig } from './extraction-config';
 import { readSafetensorsFile, writeSafetensorsFile, type SafetensorsContents } from './safetensors-file';
 
 /** A value held by the cache. */
@@ -121,6 +122,9 @@ export function cacheKeyGroup(key: string): string {
   return key;
 }
 
+/** The descriptions of a cache with none, shared until one is added (see #ownInfo). */
+const NO_INFO: Map<string, string> = new Map();
+
 /** A value a cache computes when it is first read (see ActivationCache._setDeferred). */
 class Deferred {
   constructor(readonly compute: () => CacheValue) {}
@@ -134,8 +138,8 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
   #hasDeferred = false;
   // Descriptions by key. A forward's cache starts with its plan's, shared and read-only until this
   // cache changes one (a Map per forward, filled key by key, cost more than the rest of the cache).
-  #info = new Map<string, string>();
-  #infoShared = false;
+  #info: Map<string, string> = NO_INFO;
+  #infoShared = true;
   // the defaults until one is registered or removed (a forward makes a cache; most never change them)
   #aggregations: ReadonlyMap<string, Aggregation> = DEFAULT_AGGREGATIONS;
   #deferred: ActivationCache[] | undefined;
@@ -351,6 +355,7 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     };
     for (const [key, value] of this.#resolved()) out.#values.set(key, move(value));
     out.#info = new Map(this.#info);
+    out.#infoShared = false;
     out.#aggregations = this.#aggregations === DEFAULT_AGGREGATIONS ? DEFAULT_AGGREGATIONS : new Map(this.#aggregations);
     if (this.has(METADATA_KEY)) out.metadata = { ...this.metadata };
     return out;
@@ -382,12 +387,14 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
    */
   dispose(): void {
     const tensors: Tensor[] = [];
-    // primitives (most of the metadata's values) are skipped without a call
+    // primitives (most of the metadata's values) are skipped without a call, and so is a forward's
+    // extraction config (in its metadata), which holds no tensor
     const gather = (value: object) => {
       if (isTensor(value)) {
         tensors.push(value);
         return;
       }
+      if (isResolvedExtractionConfig(value)) return;
       for (const item of Array.isArray(value) ? value : Object.values(value)) if (item !== null && typeof item === 'object') gather(item);
     };
     // a deferred value is plain data, never computed here
@@ -395,8 +402,8 @@ export class ActivationCache implements Iterable<[string, CacheValue]>, Disposab
     Tensor._disposeAll(tensors);
     this.#values.clear();
     this.#hasDeferred = false;
-    this.#info = new Map();
-    this.#infoShared = false;
+    this.#info = NO_INFO;
+    this.#infoShared = true;
   }
 
   /** @internal `key` holds what `compute` returns, computed when first read (from plain data only). */

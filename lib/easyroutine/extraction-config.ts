@@ -184,11 +184,12 @@ export function extractionConfig(fields: ExtractionConfigInput = {}): Readonly<R
         const valid = Array.isArray(value) && value.every((h) => h !== null && typeof h === 'object' && Number.isInteger(h.layer) && Number.isInteger(h.head) && h.layer >= 0 && h.head >= 0);
         if (!valid) throw new InvalidArgumentError("ExtractionConfig.attnHeads must be 'all' or an array of {layer, head} with non-negative integers");
       }
-      config.attnHeads = value === 'all' ? 'all' : (value as LayerHead[]).map(({ layer, head }) => ({ layer, head }));
+      config.attnHeads = value === 'all' ? 'all' : Object.freeze((value as LayerHead[]).map(({ layer, head }) => Object.freeze({ layer, head }))) as LayerHead[];
     } else {
       if (value !== null && !Array.isArray(value)) throw new InvalidArgumentError('ExtractionConfig.attnPatternRowPositions must be null or an array of token positions');
       if (Array.isArray(value)) for (const spec of value) validateTokenPosition(spec as TokenPosition);
-      config.attnPatternRowPositions = Array.isArray(value) ? Object.freeze([...value]) as TokenPosition[] : null;
+      // copies: the caller's ranges may change later, a resolved config does not
+      config.attnPatternRowPositions = Array.isArray(value) ? (Object.freeze(value.map((spec) => (Array.isArray(spec) ? Object.freeze([...spec]) : spec))) as TokenPosition[]) : null;
     }
   }
   const result = Object.freeze(config);
@@ -198,6 +199,14 @@ export function extractionConfig(fields: ExtractionConfigInput = {}): Readonly<R
 }
 
 const validated = new WeakMap<object, Readonly<ResolvedExtractionConfig>>();
+
+/**
+ * Whether `value` is a config {@link extractionConfig} made: frozen plain data all the way down, so
+ * that a walk looking for tensors (a cache's dispose, whose metadata holds its config) skips it.
+ */
+export function isResolvedExtractionConfig(value: object): boolean {
+  return validated.get(value) === value;
+}
 
 /** Whether `attnHeads` selects head `head` of layer `layer`. */
 export function headSelected(config: Readonly<ResolvedExtractionConfig>, layer: number, head: number): boolean {

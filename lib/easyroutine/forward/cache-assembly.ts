@@ -90,30 +90,29 @@ export function assembleCache(output: Tensor | null, record: ForwardRecord): Act
   const rowPositions = perRow[0]!;
   cache._setDeferred('token_dict', () => Object.fromEntries(names.map((name, i) => [name, rowPositions[i]!.slice()])));
   const row = firstRow(ids);
-  cache._setDeferred('target_tokens', () => {
-    const idAt = idReader(row);
-    return Object.fromEntries(names.map((name, i) => [name, rowPositions[i]!.map((p) => (decodeToken ? decodeToken(idAt(p)) : idAt(p)))]));
-  });
-  cache.addMetadata({ targetTokenPositions: specs, pivotPositions: record.pivotPositions ?? null, extractionConfig: config });
+  cache._setDeferred('target_tokens', () => Object.fromEntries(names.map((name, i) => [name, rowPositions[i]!.map((p) => (decodeToken ? decodeToken(row[p]!) : row[p]!))])));
+  cache.metadata = { targetTokenPositions: specs, pivotPositions: record.pivotPositions ?? null, extractionConfig: config };
   return cache;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-/** A copy of row 0's token ids (the ids may change after the forward). */
-function firstRow(ids: Tensor): BigInt64Array {
-  const length = ids.shape[1] ?? 0;
-  return ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array).slice(0, length) : (ids.to('int64').index(0).copyData() as BigInt64Array);
-}
-
 /**
- * The token id at a position of `values`. An id that fits 32 bits is read as its low word: reading a
- * BigInt64Array element allocates a BigInt.
+ * A copy of row 0's token ids as numbers (the ids may change after the forward). Read as 32-bit
+ * words where an id fits one: reading a BigInt64Array element allocates a BigInt, and slicing one
+ * allocates an ArrayBuffer outside the heap, which cost a forward more than the gather.
  */
-function idReader(values: BigInt64Array): (position: number) => number {
-  if (!LITTLE_ENDIAN) return (p) => Number(values[p]!);
-  const words = new Uint32Array(values.buffer, values.byteOffset, values.length * 2);
-  return (p) => (words[2 * p + 1] === 0 ? words[2 * p]! : Number(values[p]!));
+function firstRow(ids: Tensor): number[] {
+  const length = ids.shape[1] ?? 0;
+  const values = ids.dtype === 'int64' && ids.device === 'cpu' && ids.isContiguous ? (ids.data as BigInt64Array) : (ids.to('int64').index(0).copyData() as BigInt64Array);
+  const row = new Array<number>(length);
+  if (!LITTLE_ENDIAN) {
+    for (let p = 0; p < length; p++) row[p] = Number(values[p]!);
+    return row;
+  }
+  const words = new Uint32Array(values.buffer, values.byteOffset, length * 2);
+  for (let p = 0; p < length; p++) row[p] = words[2 * p + 1] === 0 ? words[2 * p]! : Number(values[p]!);
+  return row;
 }
 
 function argmax(values: Float32Array): number {
