@@ -16,7 +16,11 @@ import { HookedModel, extractionConfig, runtimeInfo, setNumThreads, getNumThread
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 // `npm run bench -- models` runs only the named sections (data, soak, generate, models, gpu); all by default
-const sections = new Set(process.argv.length > 2 ? process.argv.slice(2) : ['data', 'soak', 'generate', 'models', 'gpu']);
+const args = process.argv.slice(2);
+// --rows-json: print the rows as JSON instead of the table (how a section runs in a process of its own)
+const rowsJson = args.includes('--rows-json');
+const named = args.filter((a) => a !== '--rows-json');
+const sections = new Set(named.length > 0 ? named : ['data', 'soak', 'generate', 'models', 'gpu']);
 const cores = os.cpus().length;
 const rows = [];
 /** One line of the table: `node` and `python` in `unit`, or a single `value`. */
@@ -160,7 +164,13 @@ if (sections.has('data')) {
 // resident memory after warm-up and at the end. (A synchronous loop that never yields to the event
 // loop grows instead: Node frees the native side of collected handles only between ticks.)
 console.error('soak');
-if (sections.has('soak')) {
+if (sections.has('soak') && !rowsJson && sections.size > 1) {
+  // in a process of its own: its 10,000 forwards leave a heap and a malloc arena behind that slowed
+  // the sections after it (the bundled model's extraction by 4%), and its resident memory is then
+  // its own, not what earlier sections left
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), 'soak', '--rows-json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  rows.push(...JSON.parse(out));
+} else if (sections.has('soak')) {
   setNumThreads(1);
   const hooked = HookedModel.load(bundledFile);
   const ids = tensor([[0, ...Array.from({ length: 32 }, (_, i) => 1 + (i % 16) * 3)]], { dtype: 'int64' });
@@ -255,9 +265,13 @@ for (const m of sections.has('models') ? models : []) {
     row(`extraction / bare forward, Node (${suffix})`, { value: ratioOf(extraction, bare), unit: 'x' });
     if (side) row(`extraction / bare forward of the nn.Module, Python (${suffix})`, { value: ratioOf(pyExtraction, pyModule), unit: 'x' });
     let pyHook;
+    let pyHookInForward;
     if (side && m.name === 'bundled' && threads === m.threads[m.threads.length - 1]) {
       const [plain, hookedCall] = await alternate([{ python: 'identity' }, { python: 'identity_hook' }], { runs: m.runs, iterations: 2000, side, threads: 1 });
       pyHook = (median(hookedCall) - median(plain)) * 1000;
+      // the way the Node side measures its closures: hooks on every module of a forward, per call
+      const [module, withHooks] = await alternate([{ python: 'bare_module' }, { python: 'module_hooks' }], { runs: 15, iterations: 200, side, threads });
+      pyHookInForward = ((median(withHooks) - median(module)) * 1000) / side.info.modules;
     }
     await side?.close();
     if (pinned) pinTo(`0-${cores - 1}`);
@@ -278,8 +292,9 @@ for (const m of sections.has('models') ? models : []) {
       );
       const closureUs = ((median(withClosures) - median(tapped)) * 1000) / points.length;
       const closureAsyncUs = ((median(closuresAsync) - median(tapsAsync)) * 1000) / points.length;
-      row('a hook that does nothing, per call: JS closure in forward / Python forward hook', { node: closureUs, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / closureUs });
+      row('a hook that does nothing, per call: JS closure in forward / Python forward hook on a bare module call', { node: closureUs, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / closureUs });
       row('a hook that does nothing, per call: JS closure from the inference thread (forwardAsync) / Python forward hook', { node: closureAsyncUs, python: pyHook, unit: 'µs', ratio: pyHook && pyHook / closureAsyncUs });
+      row(`a hook that does nothing, per call in a forward: JS closure at all ${points.length} points / Python forward hook on all ${side?.info.modules ?? '?'} modules`, { node: closureUs, python: pyHookInForward, unit: 'µs', ratio: pyHookInForward && pyHookInForward / closureUs });
       const builds = (names) => median(Array.from({ length: 7 }, () => hooked.model.hookedGraph(names).buildMilliseconds));
       row(`hooked graph build, all ${points.length} points (${m.label})`, { value: builds(points), unit: 'ms' });
     }
@@ -367,6 +382,10 @@ if (sections.has('gpu')) {
 }
 
 setNumThreads(cores);
+if (rowsJson) {
+  console.log(JSON.stringify(rows));
+  process.exit(0);
+}
 
 const machine = `${os.cpus()[0]?.model?.trim() ?? 'cpu'} x${cores}, ${Math.round(os.totalmem() / 2 ** 30)} GB, ${os.platform()} ${os.release()}, Node ${process.version}, libtorch ${runtimeInfo().libtorchVersion}${python ? `, Python side: ${python}` : ', no Python side'}`;
 const format = (v, unit) => (v === undefined || v === null ? '' : Number.isNaN(v) ? unit : `${v < 10 ? v.toFixed(3) : v.toFixed(1)}${unit === 'x' ? 'x' : ' ' + unit}`);

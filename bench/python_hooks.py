@@ -16,6 +16,8 @@ per call. Cases:
                 every head's pattern, cloned and sliced at the target positions
   identity      a module that does nothing, called alone
   identity_hook the same with a forward hook that does nothing (the difference is a hook's cost)
+  module_hooks  the nn.Module with a forward hook that does nothing on every module (against
+                bare_module, a hook's cost inside a forward, as the Node side measures its own)
 """
 import json
 import os
@@ -100,13 +102,14 @@ def main():
         "extraction": (lambda: model(ids), extraction_hooks),
         "identity": (lambda: identity(x), no_hooks),
         "identity_hook": (lambda: identity(x), lambda: [identity.register_forward_hook(lambda m, a, o: None)]),
+        "module_hooks": (lambda: model(ids), lambda: [m.register_forward_hook(lambda m, a, o: None) for m in model.modules()]),
     }
     with torch.no_grad():
         handles = extraction_hooks()
         model(ids)
         for handle in handles:
             handle.remove()
-        print(json.dumps({"torch": torch.__version__, "threads": threads, "extracted_keys": len(cache)}), flush=True)
+        print(json.dumps({"torch": torch.__version__, "threads": threads, "extracted_keys": len(cache), "modules": len(list(model.modules()))}), flush=True)
         cache.clear()
         for line in sys.stdin:
             case, iterations = line.split()
