@@ -56,14 +56,6 @@ const disposedHandle: NativeTensor = revokedHandle('the tensor was disposed');
 
 // One stand-in per hook point, made on first use: a hook's value is revoked after every call.
 const expiredAt = new Map<string, NativeTensor>();
-function borrowedExpiry(point: string): NativeTensor {
-  let handle = expiredAt.get(point);
-  if (!handle) {
-    handle = revokedHandle(`the value at hook point '${point}' is only valid during the hook; clone() it to keep it`);
-    expiredAt.set(point, handle);
-  }
-  return handle;
-}
 let copyWarningShown = false;
 
 /**
@@ -117,8 +109,8 @@ export class Tensor implements Disposable {
 
   /**
    * @internal Ends the life of a hook's borrowed value: `expiry` ({@link Tensor._borrowedExpiry} of
-   * its point) makes every later use throw a DisposedError saying so. The addon reuses the native handle of a hook's value for the next call;
-   * this wrapper must not follow it there.
+   * its point) makes every later use throw a DisposedError saying so. The addon reuses the native
+   * handle of a hook's value for the next call; this wrapper must not follow it there.
    */
   _revokeBorrowed(expiry: NativeTensor): void {
     this.#pack = undefined;
@@ -128,7 +120,12 @@ export class Tensor implements Disposable {
 
   /** @internal The stand-in that {@link Tensor._revokeBorrowed} puts in a hook's value at `point`. */
   static _borrowedExpiry(point: string): NativeTensor {
-    return borrowedExpiry(point);
+    let handle = expiredAt.get(point);
+    if (!handle) {
+      handle = revokedHandle(`the value at hook point '${point}' is only valid during the hook; clone() it to keep it`);
+      expiredAt.set(point, handle);
+    }
+    return handle;
   }
 
   /** Disposed while still in its pack, whose slot the caller released. */
