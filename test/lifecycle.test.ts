@@ -144,7 +144,7 @@ describe('process and environment lifecycle', () => {
           const start = process.cpuUsage();
           setTimeout(() => {
             const used = process.cpuUsage(start);
-            console.log(JSON.stringify({ idleMs: (used.user + used.system) / 1000, policy: er.runtimeInfo().ompWaitPolicy, env: process.env.OMP_WAIT_POLICY ?? null, ucx: [process.env.UCX_VFS_ENABLE ?? null, process.env.UCX_ERROR_SIGNALS ?? null] }));
+            console.log(JSON.stringify({ idleMs: (used.user + used.system) / 1000, policy: er.runtimeInfo().ompWaitPolicy, env: process.env.OMP_WAIT_POLICY ?? null, ucx: [process.env.UCX_MEM_EVENTS ?? null, process.env.UCX_VFS_ENABLE ?? null, process.env.UCX_ERROR_SIGNALS ?? null] }));
           }, 400);`,
         ],
         { cwd: root, encoding: 'utf8', env, timeout: 30_000 },
@@ -156,7 +156,7 @@ describe('process and environment lifecycle', () => {
     expect(passive.policy).toBe('PASSIVE');
     expect(passive.env).toBeNull();
     // the settings for UCX's load are gone again too
-    expect(passive.ucx).toEqual([null, null]);
+    expect(passive.ucx).toEqual([null, null, null]);
     expect(passive.idleMs).toBeLessThan(100);
     const active = idleCpu('ACTIVE');
     expect(active.policy).toBe('ACTIVE');
@@ -164,6 +164,25 @@ describe('process and environment lifecycle', () => {
     // a spinning worker takes most of a core for the 400 ms (less when the machine is busy: 199 ms
     // was seen with both cores loaded); a sleeping one next to nothing
     expect(active.idleMs).toBeGreaterThan(Math.max(120, 3 * passive.idleMs));
+  });
+
+  it.skipIf(process.platform !== 'linux')("leaves libc's code as it was: no library that libtorch loads rewrites it", () => {
+    // UCX (Debian's libtorch 2.x links it through Open MPI) rewrites libc's mmap, munmap, brk and
+    // madvise at load unless UCX_MEM_EVENTS=no, then tests its hooks by moving the program break,
+    // which unmapped live heap memory in about one process in 100. A rewritten code page is a private
+    // dirty page of libc's executable mapping.
+    const result = runScript(`
+      require('./dist/index.js');
+      const fs = require('node:fs');
+      const mappings = fs.readFileSync('/proc/self/smaps', 'utf8').split(/\\n(?=[0-9a-f]+-[0-9a-f]+ )/);
+      const libcCode = mappings.filter((m) => /^\\S+ r-xp .*\\/libc[.-][^/]*$/m.test(m.split('\\n')[0]));
+      const dirtyKB = libcCode.reduce((sum, m) => sum + Number(/^Private_Dirty:\\s+(\\d+)/m.exec(m)[1]), 0);
+      const ucx = /libucm/.test(fs.readFileSync('/proc/self/maps', 'utf8'));
+      console.log(JSON.stringify({ libcCodeMappings: libcCode.length, dirtyKB, ucx }));`);
+    expect(result.status, result.stderr).toBe(0);
+    const found = JSON.parse(result.stdout) as { libcCodeMappings: number; dirtyKB: number; ucx: boolean };
+    expect(found.libcCodeMappings).toBeGreaterThan(0);
+    expect(found).toMatchObject({ libcCodeMappings: 1, dirtyKB: 0 });
   });
 
   it('exits promptly when a JS hook of an async forward calls process.exit()', () => {

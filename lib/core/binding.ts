@@ -174,12 +174,16 @@ const LOAD_ENVIRONMENT: [name: string, value: string][] = [
   // from threads that still have work (OpenBLAS's, V8's GC helpers, libuv's): on 2 cores, forwards of
   // the bundled model at 2 threads stalled for milliseconds in some runs. Passive threads sleep at once.
   ['OMP_WAIT_POLICY', 'PASSIVE'],
-  // UCX, which Debian's libtorch 2.x pulls in through Open MPI (nothing here uses MPI): at load it
-  // starts a thread that looks for its VFS daemon, which is never there, and takes over SIGSEGV,
-  // SIGBUS, SIGILL and SIGFPE. With both, about one Node process in 500 that loaded the addon died
-  // in teardown on Debian 13 (once in CI). Not proven to be the cause, but the likeliest: processes
-  // that had those libraries loaded before Node started (LD_PRELOAD, no addon), before any thread
-  // could race the new one, died 0 times in 1,285 runs.
+  // UCX, which Debian's libtorch 2.x pulls in through Open MPI (nothing here uses MPI). Its memory
+  // hooks assume they load at process start: at load they rewrite libc's mmap, munmap, brk and
+  // madvise while Node's threads run, then test the hooks with sbrk(+page) and sbrk(-page). When the
+  // program break cannot grow (V8 often reserves the pages right above it), the first fails and the
+  // second still shrinks the heap by a page, unmapping live malloc'd memory: about one process in
+  // 100 that loaded the addon on Debian 13 then segfaulted, in V8 or in teardown (traced with strace
+  // and core dumps: brk(+4096) refused, brk(-4096) done, the fault in that page).
+  ['UCX_MEM_EVENTS', 'no'],
+  // The rest of UCX's load: a thread that looks for its VFS daemon, which is never there, and its
+  // own handlers for SIGSEGV (V8's), SIGBUS, SIGILL and SIGFPE.
   ['UCX_VFS_ENABLE', 'n'],
   ['UCX_ERROR_SIGNALS', ''],
 ];
