@@ -181,7 +181,7 @@ describe('process and environment lifecycle', () => {
       console.log(JSON.stringify({ libcCodeMappings: libcCode.length, dirtyKB, ucx }));`);
     expect(result.status, result.stderr).toBe(0);
     const found = JSON.parse(result.stdout) as { libcCodeMappings: number; dirtyKB: number; ucx: boolean };
-    expect(found.libcCodeMappings).toBeGreaterThan(0);
+    // one mapping: a rewrite splits it where libc's protection was changed around the patched pages
     expect(found).toMatchObject({ libcCodeMappings: 1, dirtyKB: 0 });
   });
 
